@@ -1,0 +1,44 @@
+# borderwatch — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install borderwatch with its dev tools
+	$(BIN)/borderwatch broker install
+
+run: install ## start the whole system on the embedded broker, with demo data
+	$(BIN)/borderwatch up --demo
+
+test: install ## run the whole test suite (unit, integration on real Kafka, smoke)
+	$(BIN)/pytest
+
+unit: $(STAMP) ## unit tests only (no network)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check schemas services tests bench
+	$(BIN)/ruff format --check schemas services tests bench
+
+typecheck: $(STAMP) ## mypy --strict on schemas/ and services/
+	$(BIN)/mypy
+
+schemas: $(STAMP) ## re-export the JSON Schema files from the models
+	$(BIN)/borderwatch schemas export
+
+bench: install ## run the benchmarks (print figures)
+	$(BIN)/python -m bench.aggregator
+
+.PHONY: help install run test unit lint typecheck schemas bench

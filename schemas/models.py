@@ -1,0 +1,272 @@
+"""The wire contract of borderwatch: pydantic models for every topic and feed.
+
+The JSON Schema files beside this module are exported from these models
+(``borderwatch schemas export``); a test fails when the two differ.
+
+Events carry counts, places, times and sources -- never an identifier of a
+person. Unknown fields are rejected, and attribute keys that name personal data
+are refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+
+SectionId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9]{2,10}$"),
+    Field(description="Border section id from the catalogue, e.g. `LV-KRA`.", examples=["LV-KRA"]),
+]
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    Field(description="ISO 3166-1 alpha-2 country code.", examples=["LV"]),
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class Kind(StrEnum):
+    """What a field event reports."""
+
+    detection = "detection"
+    crossing_attempt = "crossing_attempt"
+    apprehension = "apprehension"
+    incident = "incident"
+    military_activity = "military_activity"
+    humanitarian = "humanitarian"
+
+
+KINDS: tuple[str, ...] = tuple(k.value for k in Kind)
+
+
+class SourceType(StrEnum):
+    thermal_camera = "thermal_camera"
+    drone = "drone"
+    fence_sensor = "fence_sensor"
+    ground_sensor = "ground_sensor"
+    radar = "radar"
+    patrol = "patrol"
+    border_post = "border_post"
+    other = "other"
+
+
+class Confidence(StrEnum):
+    """How sure the reporting unit is (EUROSUR reports carry a confidence level)."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Severity(StrEnum):
+    """EUROSUR impact levels, also used as alert severities."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+SEVERITY_ORDER: dict[str, int] = {s.value: i for i, s in enumerate(Severity)}
+
+# Attribute keys that would carry the identity of a person. Matched on the
+# normalised key (lower case, separators removed) as a whole word part.
+PERSONAL_DATA_KEYS = (
+    "name",
+    "firstname",
+    "lastname",
+    "surname",
+    "passport",
+    "document",
+    "idnumber",
+    "nationalid",
+    "phone",
+    "msisdn",
+    "imei",
+    "imsi",
+    "email",
+    "face",
+    "photo",
+    "biometric",
+    "fingerprint",
+    "birth",
+    "dob",
+    "address",
+    "licenseplate",
+    "plate",
+)
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def personal_data_reason(key: str) -> str | None:
+    """Why an attribute key is refused as personal data, or None when it is fine."""
+    lowered = key.lower()
+    squashed = _WORD_SPLIT.sub("", lowered)
+    parts = [p for p in _WORD_SPLIT.split(lowered) if p]
+    for bad in PERSONAL_DATA_KEYS:
+        if bad in parts or squashed == bad or (len(bad) >= 6 and bad in squashed):
+            return (
+                f"attribute key {key!r} looks like personal data ({bad}); borderwatch carries "
+                "counts, places, times and sources, never a person's identity"
+            )
+    return None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """The sensor or unit that made the observation (never a person)."""
+
+    type: SourceType
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Location(_Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+
+class FieldEvent(_Strict):
+    """One observation from the field: a detection, crossing attempt, apprehension,
+    incident, military activity or humanitarian case, with a count of persons or
+    objects."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "event_id": "7f1d2c3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f",
+                    "kind": "crossing_attempt",
+                    "section_id": "LV-KRA",
+                    "observed_at": "2026-11-22T03:12:00+02:00",
+                    "count": 12,
+                    "source": {"type": "thermal_camera", "id": "LV-KRA-TC-04"},
+                    "confidence": "high",
+                    "location": {"lat": 55.86, "lon": 27.17},
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(description="Idempotency key chosen by the sender (UUID).")
+    kind: Kind
+    section_id: SectionId
+    observed_at: AwareDatetime = Field(
+        description="Event time, RFC 3339 with an offset. Windows use this, not arrival time."
+    )
+    count: int = Field(ge=1, le=10_000, description="Persons or objects observed.")
+    source: Source
+    confidence: Confidence
+    location: Location | None = None
+    attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue] = (
+        Field(default_factory=dict, max_length=32, description="Bounded free-form extras.")
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _no_personal_data(cls, value: dict[str, object]) -> dict[str, object]:
+        for key in value:
+            reason = personal_data_reason(key)
+            if reason:
+                raise ValueError(reason)
+        return value
+
+
+class FieldEventBatch(_Strict):
+    """The value of one record on ``bw.field-events``: the events of one section
+    that arrived together (the record key is ``section_id``; the record timestamp
+    is the newest ``observed_at``). One record per batch keeps the per-record cost
+    of the stream processor per batch, not per event."""
+
+    schema_version: Literal[1] = 1
+    section_id: SectionId
+    events: list[FieldEvent] = Field(min_length=1)
+
+
+class WindowCounts(_Strict):
+    """Counts per kind in one window; every kind is present."""
+
+    detection: int = 0
+    crossing_attempt: int = 0
+    apprehension: int = 0
+    incident: int = 0
+    military_activity: int = 0
+    humanitarian: int = 0
+
+
+class HourlyPoint(_Strict):
+    start: AwareDatetime
+    counts: WindowCounts
+
+
+class SectionState(_Strict):
+    """The live state of one section, on the compacted ``bw.section-state`` topic
+    (key = ``section_id``)."""
+
+    schema_version: Literal[1] = 1
+    section_id: SectionId
+    name: str
+    country: CountryCode
+    level: Severity = Field(description="Impact level: highest severity of the firing alerts.")
+    counts_1h: WindowCounts = Field(description="The current 1-hour event-time bucket.")
+    counts_24h: WindowCounts = Field(description="Rolling 24 h: the last 24 hourly buckets.")
+    counts_7d: WindowCounts = Field(description="Rolling 7 d: the last 168 hourly buckets.")
+    hourly: list[HourlyPoint] = Field(description="The last 24 hourly buckets, oldest first.")
+    last_event_at: AwareDatetime | None = None
+    firing_alerts: list[str] = Field(default_factory=list)
+    version: int = Field(ge=1, description="Grows with every published change.")
+    updated_at: AwareDatetime
+
+
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class Alert(_Strict):
+    """One transition of an alert, on ``bw.alerts`` (key = ``alert_id``).
+
+    An alert is an episode of one rule on one section: it starts ``firing``,
+    may change severity, and ends ``resolved``. Each transition is one message;
+    ``seq`` numbers them within the alert, so a consumer can drop a redelivery.
+    """
+
+    schema_version: Literal[1] = 1
+    alert_id: str = Field(description="Deterministic: `{rule}.{section}.{episode}`.")
+    seq: int = Field(ge=1, description="Transition number within this alert.")
+    rule: str
+    section_id: SectionId
+    country: CountryCode
+    status: AlertStatus
+    severity: Severity
+    value: int
+    threshold: int
+    window: str
+    started_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None = None
+    summary: str

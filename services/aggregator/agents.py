@@ -1,0 +1,215 @@
+"""Faust glue of the aggregator: decode, call the engine, write the table and topics.
+
+The input record value is a :class:`schemas.models.FieldEventBatch` (the
+events of one section that arrived together), keyed by ``section_id``. Records
+are handled in batches (``take_events``); each touched section is loaded from
+the table, updated, written back once and published once per batch.
+
+A wall-clock timer moves quiet sections' windows on, so their rolling counts
+fall and their alerts resolve without any new event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+from prometheus_client import Counter, Gauge, generate_latest
+
+from services.aggregator.app import app, settings, topics
+from services.aggregator.rules import load_rules
+from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
+from services.common.catalogue import Catalogue
+from services.common.kafka import partition_for
+
+log = logging.getLogger(__name__)
+
+EVENTS_COUNTED = Counter(
+    "bw_aggregator_events_counted_total", "Field events counted into windows", ["kind"]
+)
+EVENTS_REPLAYED = Counter(
+    "bw_aggregator_events_replay_skipped_total",
+    "Events skipped because the section state already reflects their offset",
+)
+EVENTS_LATE = Counter("bw_aggregator_late_events_total", "Events later than the grace period")
+RECORDS_BAD = Counter("bw_aggregator_bad_records_total", "Input records that could not be decoded")
+ALERTS_RAISED = Counter(
+    "bw_aggregator_alert_transitions_total",
+    "Alert transitions published",
+    ["rule", "status", "severity"],
+)
+STATES_PUBLISHED = Counter("bw_aggregator_states_published_total", "Section states published")
+SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
+
+catalogue = Catalogue.load(settings.sections_file)
+engine = Engine(
+    catalogue,
+    load_rules(settings.rules_file),
+    bucket_seconds=settings.bucket_seconds,
+    grace_seconds=settings.grace_seconds,
+)
+
+raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+field_events = app.topic(topics.field_events, schema=raw, partitions=settings.field_partitions)
+section_state_topic = app.topic(topics.section_state, schema=raw)
+alerts_topic = app.topic(topics.alerts, schema=raw)
+
+# One value per section (orjson SectionAggregate). The key is the raw section
+# id, as on the input topic, so use_partitioner puts each section's state on
+# the partition of its input and a rebalance moves both together.
+# Note: passing ``schema=`` to the Table (faust-streaming 0.15.3) silently
+# stops delivery to every agent of the worker; key/value types plus the app's
+# raw serializers work (see tests/integration).
+sections_table = app.Table(
+    "section-aggregates",
+    default=None,
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.field_partitions,
+    use_partitioner=True,
+)
+
+
+def _load(key: bytes) -> SectionAggregate:
+    stored = sections_table.get(key)
+    if stored is None:
+        return SectionAggregate(section_id=key.decode())
+    return SectionAggregate.from_bytes(stored)
+
+
+async def _publish(key: bytes, pub: Publication) -> None:
+    for alert in pub.alerts:
+        await alerts_topic.send(
+            key=alert.alert_id.encode(), value=orjson.dumps(alert.model_dump(mode="json"))
+        )
+        ALERTS_RAISED.labels(alert.rule, alert.status.value, alert.severity.value).inc()
+        log.info("alert %s seq=%s %s: %s", alert.alert_id, alert.seq, alert.status, alert.summary)
+    if pub.state is not None:
+        await section_state_topic.send(key=key, value=orjson.dumps(pub.state.model_dump(mode="json")))
+        STATES_PUBLISHED.inc()
+
+
+def _decode(event: Any) -> list[dict[str, Any]] | None:
+    message = event.message
+    try:
+        batch = orjson.loads(event.value)
+        events = batch["events"]
+        if not isinstance(events, list):
+            raise TypeError("events is not a list")
+        return events
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        RECORDS_BAD.inc()
+        log.error(
+            "undecodable record skipped: %s; topic=%s partition=%s offset=%s",
+            exc,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        return None
+
+
+async def handle(batch: Iterable[Any], now: float | None = None) -> None:
+    """Count a batch of input records and publish each touched section once."""
+    now = time.time() if now is None else now
+    touched: dict[bytes, SectionAggregate] = {}
+    outcome = BatchOutcome()
+    kinds: dict[str, int] = {}
+    for event in batch:
+        key = event.key
+        events = _decode(event)
+        if key is None or events is None:
+            continue
+        agg = touched.get(key)
+        if agg is None:
+            agg = touched[key] = _load(key)
+        before = outcome.counted
+        engine.apply_record(agg, event.message.partition, event.message.offset, events, outcome)
+        if outcome.counted != before:
+            for e in events:
+                kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    publications = []
+    for key, agg in touched.items():
+        publications.append((key, engine.refresh(agg, now)))
+        sections_table[key] = agg.to_bytes()
+    for kind, n in kinds.items():
+        EVENTS_COUNTED.labels(kind).inc(n)
+    if outcome.skipped_replay:
+        EVENTS_REPLAYED.inc(outcome.skipped_replay)
+    if outcome.late:
+        EVENTS_LATE.inc(outcome.late)
+    for key, pub in publications:
+        await _publish(key, pub)
+
+
+@app.agent(field_events, name="count-field-events")
+async def count_field_events(stream: Any) -> None:
+    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within):
+        await handle(batch)
+
+
+def _active_partitions() -> set[int]:
+    return {
+        tp.partition
+        for tp in app.assignor.assigned_actives()
+        if isinstance(tp, TP) and tp.topic == topics.field_events
+    }
+
+
+@app.timer(interval=settings.tick_seconds)
+async def tick() -> None:
+    """Move every section this worker owns on to the wall clock."""
+    if app.rebalancing:
+        return
+    now = time.time()
+    active = _active_partitions()
+    owned = 0
+    for key in list(sections_table.keys()):
+        if partition_for(key, settings.field_partitions) not in active:
+            continue
+        owned += 1
+        agg = _load(key)
+        pub = engine.refresh(agg, now)
+        if pub.state is None and not pub.alerts:
+            continue
+        sections_table[key] = agg.to_bytes()
+        await _publish(key, pub)
+    SECTIONS.set(owned)
+
+
+def _ready() -> bool:
+    recovery = app.tables.recovery
+    return (
+        not app.rebalancing
+        and recovery.completed.is_set()
+        and bool(_active_partitions() or app.consumer.assignment() is not None)
+    )
+
+
+@app.page("/metrics")
+async def metrics(web: Any, request: Any) -> Any:
+    return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+
+
+@app.page("/healthz")
+async def healthz(web: Any, request: Any) -> Any:
+    return web.json({"status": "ok"})
+
+
+@app.page("/readyz")
+async def readyz(web: Any, request: Any) -> Any:
+    ready = _ready()
+    return web.json({"ready": ready}, status=200 if ready else 503)
+
+
+def run_worker() -> None:
+    """Start this process as a Faust worker (blocks until SIGTERM/SIGINT)."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,32 @@
+"""Aggregator settings (``BW_`` environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings, default_data_dir
+
+
+class AggregatorSettings(CommonSettings):
+    app_id: str = Field(
+        "borderwatch-aggregator",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust app id = consumer group; workers with the same id share partitions.",
+    )
+    rules_file: Path = Field(DEFAULT_CONFIG_DIR / "rules.yaml", description="Alert rules (YAML).")
+    field_partitions: int = Field(6, ge=1, le=256, description="Partitions of bw.field-events.")
+    bucket_seconds: int = Field(3600, ge=1, description="Width of a count bucket (must divide a day).")
+    grace_seconds: int = Field(7200, ge=0, description="How late an event may be and still count.")
+    tick_seconds: float = Field(
+        10.0, gt=0, description="Wall-clock timer that moves quiet sections' windows on."
+    )
+    batch_max: int = Field(5000, ge=1, description="Most input records handled in one batch.")
+    batch_within: float = Field(0.1, gt=0, description="Longest wait to fill a batch, seconds.")
+    session_timeout: float = Field(
+        6.0, gt=0, description="Consumer group session timeout; the first join waits half of it."
+    )
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir() / "aggregator")

@@ -1,0 +1,117 @@
+"""The API service: live picture over REST and WebSocket, dashboard, metrics.
+
+Run: ``uvicorn services.api.app:create_app --factory --port 8080``
+(``borderwatch up`` does it for you). Configured by ``BW_`` environment
+variables (see README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import Counter
+
+from services.api.consumer import ViewConsumer
+from services.api.feeds import Hub
+from services.api.routes import router
+from services.api.settings import ApiSettings
+from services.api.view import View
+from services.common.auth import TokenStore
+from services.common.catalogue import Catalogue
+from services.common.http import add_common_routes, install_error_handlers
+from services.common.kafka import make_consumer
+from services.common.logs import configure_logging
+from services.common.settings import load_settings
+from services.common.topics import Topics
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+VIEW_UPDATES = Counter("bw_api_view_updates_total", "Changes applied to the view", ["type"])
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or load_settings(ApiSettings)
+    configure_logging(settings.log_level)
+    catalogue = Catalogue.load(settings.sections_file)
+    topics = Topics(settings.topic_prefix)
+    view = View(catalogue, max_alerts=settings.max_alerts)
+    hub = Hub(settings.feed_queue_size)
+
+    def on_change(kind: str, payload: dict[str, Any], cursor: str) -> None:
+        VIEW_UPDATES.labels(kind).inc()
+        hub.publish(kind, payload, cursor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        consumer = make_consumer(settings)
+        reader = ViewConsumer(consumer, view, topics.section_state, topics.alerts, on_change)
+        app.state.reader = reader
+        task: asyncio.Task[None] | None = None
+        try:
+            await _start_with_retry(consumer)
+            task = asyncio.create_task(reader.run(), name="view-consumer")
+            yield
+        finally:
+            hub.close_all()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    app = FastAPI(
+        title="borderwatch API",
+        version="1",
+        description="The live picture of the border: sections, counts, impact levels and "
+        "alerts over REST and WebSocket.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.view = view
+    app.state.hub = hub
+    app.state.tokens = TokenStore.load(
+        settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
+    )
+    app.state.auth_enabled = settings.auth_enabled
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    install_error_handlers(app)
+    add_common_routes(
+        app, ready=lambda: hasattr(app.state, "reader") and app.state.reader.ready.is_set()
+    )
+    app.include_router(router)
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    return app
+
+
+async def _start_with_retry(consumer: Any, timeout: float = 120.0) -> None:
+    delay = 0.2
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await consumer.start()
+            return
+        except Exception as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("broker not reachable yet (%r); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

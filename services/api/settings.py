@@ -1,0 +1,18 @@
+"""API settings (``BW_`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import HttpServiceSettings
+
+
+class ApiSettings(HttpServiceSettings):
+    port: int = Field(8080, ge=1, le=65535)
+    feed_queue_size: int = Field(
+        1000, ge=10, description="Messages buffered per feed client before it is dropped."
+    )
+    max_alerts: int = Field(10_000, ge=100, description="Alerts kept in the view.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (closed by default)."
+    )

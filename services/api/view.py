@@ -1,0 +1,96 @@
+"""The API's in-memory materialised view of the live picture (no FastAPI, no Kafka).
+
+Built from ``bw.section-state`` (latest state per section; older versions are
+ignored) and ``bw.alerts`` (transitions; a redelivered ``seq`` is ignored).
+Sections of the catalogue that have no state yet show zero counts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from schemas.models import KINDS, SEVERITY_ORDER
+from services.common.catalogue import Catalogue, Section
+
+ZERO = dict.fromkeys(KINDS, 0)
+
+
+class View:
+    def __init__(self, catalogue: Catalogue, max_alerts: int = 10_000) -> None:
+        self.catalogue = catalogue
+        self.states: dict[str, dict[str, Any]] = {}
+        self.alerts: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.max_alerts = max_alerts
+
+    def apply_state(self, state: dict[str, Any]) -> bool:
+        """Keep ``state`` if it is newer than what we have; True if it changed the view."""
+        sid = state["section_id"]
+        current = self.states.get(sid)
+        if current is not None and current["version"] >= state["version"]:
+            return False
+        self.states[sid] = state
+        return True
+
+    def apply_alert(self, alert: dict[str, Any]) -> bool:
+        """Append a transition unless its ``seq`` is already known."""
+        history = self.alerts.get(alert["alert_id"])
+        if history is None:
+            history = self.alerts[alert["alert_id"]] = []
+            while len(self.alerts) > self.max_alerts:
+                self.alerts.popitem(last=False)
+        if any(t["seq"] == alert["seq"] for t in history):
+            return False
+        history.append(alert)
+        history.sort(key=lambda t: t["seq"])
+        return True
+
+    def section(self, section_id: str, detail: bool = False) -> dict[str, Any] | None:
+        section = self.catalogue.get(section_id)
+        if section is None:
+            return None
+        return self._section(section, detail)
+
+    def sections(self) -> list[dict[str, Any]]:
+        return [self._section(s, False) for s in self.catalogue.values()]
+
+    def _section(self, section: Section, detail: bool) -> dict[str, Any]:
+        state = self.states.get(section.id)
+        out: dict[str, Any] = {
+            "section_id": section.id,
+            "name": section.name,
+            "country": section.country,
+            "neighbour": section.neighbour,
+            "centre": section.centre.model_dump(),
+            "level": state["level"] if state else "low",
+            "counts_1h": state["counts_1h"] if state else ZERO,
+            "counts_24h": state["counts_24h"] if state else ZERO,
+            "counts_7d": state["counts_7d"] if state else ZERO,
+            "last_event_at": state["last_event_at"] if state else None,
+            "firing_alerts": state["firing_alerts"] if state else [],
+            "version": state["version"] if state else 0,
+            "updated_at": state["updated_at"] if state else None,
+        }
+        if detail:
+            out["polyline"] = section.polyline
+            out["hourly"] = state["hourly"] if state else []
+        return out
+
+    def alert_list(
+        self, status: str | None = None, section: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Latest transition of each alert, newest first."""
+        latest = [h[-1] for h in self.alerts.values() if h]
+        if status:
+            latest = [a for a in latest if a["status"] == status]
+        if section:
+            latest = [a for a in latest if a["section_id"] == section]
+        latest.sort(key=lambda a: (a["updated_at"], a["alert_id"]), reverse=True)
+        return latest[:limit]
+
+    def alert(self, alert_id: str) -> list[dict[str, Any]] | None:
+        return self.alerts.get(alert_id)
+
+    def level_rank(self, section_id: str) -> int:
+        state = self.states.get(section_id)
+        return SEVERITY_ORDER[state["level"]] if state else 0

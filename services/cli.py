@@ -1,0 +1,322 @@
+"""The ``borderwatch`` command.
+
+    borderwatch up [--demo]          start the whole system on the embedded broker
+    borderwatch broker install       fetch the Kafka jars (once)
+    borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
+    borderwatch token create --scopes read,ack
+    borderwatch schemas export [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.errors import BorderwatchError, ConfigError
+from services.common.settings import (
+    DEFAULT_CONFIG_DIR,
+    CommonSettings,
+    default_data_dir,
+    load_settings,
+)
+
+FAUST_ENV = ("BROKER_URL", "STORE_URL", "CACHE_URL", "WEB_URL", "APP_DEBUG", "DATADIR")
+
+
+class UpSettings(CommonSettings):
+    """Settings of ``borderwatch up`` (flags override them)."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    rules_file: Path = Field(DEFAULT_CONFIG_DIR / "rules.yaml")
+    kafka_port: int = Field(0, ge=0, le=65535, description="0: a free port (the last one if free)")
+    kafka_controller_port: int = Field(0, ge=0, le=65535)
+    kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    api_port: int = Field(0, ge=0, le=65535)
+    ingest_port: int = Field(0, ge=0, le=65535)
+    aggregator_port: int = Field(0, ge=0, le=65535)
+    field_partitions: int = Field(6, ge=1, le=256)
+    ready_timeout: float = Field(90.0, gt=0)
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.common.auth import create_token, TokenStore
+    from services.common.catalogue import Catalogue
+    from services.common.kafka import ensure_topics
+    from services.aggregator.rules import load_rules
+    from services.runtime.broker import EmbeddedKafka, free_port, install
+    from services.runtime.supervisor import Child, ChildFailed, Supervisor
+
+    settings = load_settings(UpSettings)
+    # Validate operator files before starting anything.
+    Catalogue.load(settings.sections_file)
+    load_rules(settings.rules_file)
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    external = "kafka_bootstrap" in settings.model_fields_set
+    t0 = time.monotonic()
+
+    stopping = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    sup = Supervisor()
+    broker: EmbeddedKafka | None = None
+    try:
+        if external:
+            bootstrap = settings.kafka_bootstrap
+            _print(f"borderwatch: using the Kafka cluster at {bootstrap} (BW_KAFKA_BOOTSTRAP)")
+        else:
+            install()
+            broker = EmbeddedKafka(
+                data_dir / "kafka",
+                port=args.kafka_port or settings.kafka_port,
+                controller_port=settings.kafka_controller_port,
+                heap=settings.kafka_heap,
+            )
+            broker.start()
+            _print(f"borderwatch: starting Kafka {broker.bootstrap} (data in {broker.data_dir})")
+            broker.wait_ready(timeout=settings.ready_timeout)
+            bootstrap = broker.bootstrap
+        kafka_settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        asyncio.run(ensure_topics(kafka_settings, settings.field_partitions))
+
+        token: str | None = None
+        tokens_file = data_dir / "tokens.json"
+        if not args.insecure_no_auth:
+            token_path = data_dir / "local-token"
+            if token_path.exists():
+                token = token_path.read_text(encoding="utf-8").strip()
+                if TokenStore.load(tokens_file).verify(token) is None:
+                    token = None
+            if token is None:
+                token = create_token(
+                    tokens_file, ["ingest:field", "ingest:report", "read", "ack", "admin"], "local"
+                )
+                token_path.write_text(token, encoding="utf-8")
+                token_path.chmod(0o600)
+
+        env = {k: v for k, v in os.environ.items() if k not in FAUST_ENV}
+        env.update(
+            {
+                "BW_KAFKA_BOOTSTRAP": bootstrap,
+                "BW_TOPIC_PREFIX": settings.topic_prefix,
+                "BW_SECTIONS_FILE": str(settings.sections_file),
+                "BW_RULES_FILE": str(settings.rules_file),
+                "BW_LOG_LEVEL": settings.log_level,
+                "BW_TOKENS_FILE": str(tokens_file),
+                "BW_AUTH_ENABLED": "false" if args.insecure_no_auth else "true",
+                "BW_FIELD_PARTITIONS": str(settings.field_partitions),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        ports = {
+            "aggregator": settings.aggregator_port or free_port(),
+            "ingest": args.ingest_port or settings.ingest_port or free_port(),
+            "api": args.api_port or settings.api_port or free_port(),
+        }
+        py = sys.executable
+        aggregator = sup.start(
+            Child(
+                "aggregator",
+                [py, "-m", "services.aggregator"],
+                {**env, "BW_WEB_PORT": str(ports["aggregator"]), "BW_DATA_DIR": str(data_dir / "aggregator")},
+                logs / "aggregator.log",
+                f"http://127.0.0.1:{ports['aggregator']}/readyz",
+            )
+        )
+        services = [aggregator]
+        for name in ("ingest", "api"):
+            services.append(
+                sup.start(
+                    Child(
+                        name,
+                        [py, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
+                         "--host", "127.0.0.1", "--port", str(ports[name]), "--no-access-log",
+                         "--log-level", "warning"],
+                        {**env, "BW_PORT": str(ports[name])},
+                        logs / f"{name}.log",
+                        f"http://127.0.0.1:{ports[name]}/readyz",
+                    )
+                )
+            )
+        sup.wait_ready(services, settings.ready_timeout, lambda: stopping)
+        ingest_url = f"http://127.0.0.1:{ports['ingest']}"
+        api_url = f"http://127.0.0.1:{ports['api']}"
+        if args.demo:
+            demo_argv = [py, "-m", "services.demo", "--ingest-url", ingest_url]
+            if token:
+                demo_argv += ["--token", token]
+            sup.start(Child("demo", demo_argv, env, logs / "demo.log"))
+        _status(bootstrap, external, ingest_url, api_url, ports, token, data_dir, args.demo,
+                time.monotonic() - t0, [(c.name, c.pid) for c in sup.children], broker)
+        while not stopping:
+            sup.check()
+            time.sleep(0.2)
+        _print("borderwatch: stopping…")
+        return 0
+    except ChildFailed as exc:
+        _print(f"borderwatch: {exc.child.name} {exc.detail}")
+        _print("borderwatch: stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        _print("borderwatch: interrupted, stopping…")
+        return 130
+    finally:
+        t_stop = time.monotonic()
+        sup.stop_all(timeout=8.0)
+        if broker is not None:
+            broker.stop(timeout=6.0)
+        _print(f"borderwatch: stopped in {time.monotonic() - t_stop:.1f}s")
+
+
+def _status(bootstrap: str, external: bool, ingest_url: str, api_url: str, ports: dict[str, int],
+            token: str | None, data_dir: Path, demo: bool, took: float,
+            pids: list[tuple[str, int | None]], broker: object) -> None:
+    line = "─" * 68
+    auth = f"Authorization: Bearer {token}" if token else "OFF (--insecure-no-auth): anyone on this host can post and read"
+    rows = [
+        line,
+        f" borderwatch is up ({took:.1f}s){'  —  demo data flowing' if demo else ''}",
+        line,
+        f" Dashboard      {api_url}/",
+        f" API            {api_url}/api/v1/sections   (docs: {api_url}/docs)",
+        f" Live feed      {api_url.replace('http', 'ws')}/ws/feed",
+        f" Ingest         POST {ingest_url}/v1/field-events",
+        f" Metrics        {api_url}/metrics  {ingest_url}/metrics  http://127.0.0.1:{ports['aggregator']}/metrics",
+        f" Kafka          {bootstrap}{' (external)' if external else ' (embedded, KRaft)'}",
+        f" Token          {auth}",
+        f" Data and logs  {data_dir}",
+        f" Processes      {', '.join(f'{n}={p}' for n, p in pids)}"
+        + (f", kafka={broker.process.pid}" if broker is not None and getattr(broker, 'process', None) else ""),
+        f" Stop           Ctrl-C (or SIGTERM to pid {os.getpid()})",
+        line,
+    ]
+    if not token:
+        rows.insert(1, " !!! AUTHENTICATION IS DISABLED (--insecure-no-auth) — demo use only !!!")
+    _print("\n".join(rows))
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from services.runtime.broker import EmbeddedKafka, install
+
+    if args.action == "install":
+        libs = install(quiet=False)
+        _print(f"Kafka jars ready in {libs}")
+        return 0
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "kafka"
+    broker = EmbeddedKafka(data_dir, port=args.port)
+    broker.start()
+    broker.wait_ready()
+    _print(f"Kafka listening on {broker.bootstrap}; Ctrl-C stops it")
+    try:
+        assert broker.process is not None
+        broker.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from services.common.kafka import ensure_topics, wait_for_broker
+
+    settings = load_settings(UpSettings)
+    asyncio.run(wait_for_broker(settings, timeout=60))
+    created = asyncio.run(ensure_topics(settings, settings.field_partitions))
+    _print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from services.common.auth import create_token
+
+    path = Path(args.tokens_file) if args.tokens_file else Path(
+        os.environ.get("BW_TOKENS_FILE", default_data_dir() / "tokens.json")
+    )
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    token = create_token(path, scopes, args.label)
+    _print(token)
+    print(f"(stored its hash in {path}; the token itself is shown only now)", file=sys.stderr)
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import export, stale
+
+    if args.check:
+        bad = stale()
+        if bad:
+            _print(f"stale schema files: {', '.join(bad)}; run `borderwatch schemas export`")
+            return 1
+        _print("schema files match the models")
+        return 0
+    for path in export():
+        _print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="borderwatch", description="borderwatch: live border picture")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start broker, aggregator, ingest and API")
+    up.add_argument("--demo", action="store_true", help="also post realistic demo events")
+    up.add_argument("--data-dir", help="where broker data, tokens and logs live (BW_DATA_DIR)")
+    up.add_argument("--kafka-port", type=int, default=0)
+    up.add_argument("--api-port", type=int, default=0)
+    up.add_argument("--ingest-port", type=int, default=0)
+    up.add_argument(
+        "--insecure-no-auth", action="store_true", help="disable authentication (demos only!)"
+    )
+    up.set_defaults(func=cmd_up)
+
+    broker = sub.add_parser("broker", help="the embedded Kafka broker")
+    broker.add_argument("action", choices=["install", "start"])
+    broker.add_argument("--data-dir")
+    broker.add_argument("--port", type=int, default=0)
+    broker.set_defaults(func=cmd_broker)
+
+    topics = sub.add_parser("topics", help="Kafka topics")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=cmd_topics)
+
+    token = sub.add_parser("token", help="API tokens")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("--scopes", required=True, help="comma separated: ingest:field,ingest:report,read,ack,admin")
+    token.add_argument("--label", default="")
+    token.add_argument("--tokens-file", help="default: BW_TOKENS_FILE or the data dir's tokens.json")
+    token.set_defaults(func=cmd_token)
+
+    schemas = sub.add_parser("schemas", help="JSON Schema files of the contract")
+    schemas.add_argument("action", choices=["export"])
+    schemas.add_argument("--check", action="store_true")
+    schemas.set_defaults(func=cmd_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (ConfigError, BorderwatchError) as exc:
+        print(f"borderwatch: {exc}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)

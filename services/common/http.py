@@ -1,0 +1,50 @@
+"""What every borderwatch HTTP service shares: health, readiness, metrics, error bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+class JSONBytes(Response):
+    """A JSON response rendered by orjson (datetimes, UUIDs, dataclasses included)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def add_common_routes(app: FastAPI, ready: Callable[[], bool]) -> None:
+    @app.get("/healthz", tags=["ops"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Ready to serve (connected, view built)")
+    async def readyz() -> Response:
+        ok = ready()
+        return JSONBytes({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=True)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "(body)",
+                "reason": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        return JSONBytes({"detail": "invalid request", "errors": errors}, status_code=422)

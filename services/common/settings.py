@@ -1,0 +1,92 @@
+"""Settings shared by every borderwatch service.
+
+Each service has one frozen pydantic-settings class with the ``BW_`` prefix;
+they all inherit :class:`CommonSettings`, so the Kafka connection, topic names
+and operator files are configured in one place. Settings are read only at entry
+points (``create_app()``, the Faust app module, the CLI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_DIR = REPO_ROOT / "deploy" / "config"
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "borderwatch"
+
+
+class CommonSettings(BaseSettings):
+    """Kafka connection, topic naming and operator data files."""
+
+    model_config = SettingsConfigDict(env_prefix="BW_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma separated (host:port,...).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_prefix: str = Field(
+        "bw.",
+        pattern=r"^[A-Za-z0-9._-]{0,100}$",
+        description="Prefix of every topic name (tests use a fresh one per test).",
+    )
+    sections_file: Path = Field(
+        DEFAULT_CONFIG_DIR / "sections.yaml", description="Section catalogue (YAML)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build a settings object, turning a validation error into a clear ConfigError.
+
+    The message names each environment variable and what is wrong with it.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{prefix}{field.upper()}: {err['msg']}")
+        raise ConfigError(f"invalid {cls.__name__}: " + "; ".join(problems)) from exc
+
+
+class HttpServiceSettings(CommonSettings):
+    """What the HTTP services (ingest, API) share: bind address and authentication."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    auth_enabled: bool = Field(True, description="False only for demos: every request is allowed.")
+    tokens_file: Path = Field(
+        default_factory=lambda: default_data_dir() / "tokens.json",
+        description="Token hashes and scopes (JSON), written by `borderwatch token create`.",
+    )
+    tokens: SecretStr | None = Field(None, description="Extra token entries as JSON (containers).")

@@ -1,0 +1,50 @@
+"""Topic names and their layout (partitions, cleanup policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    partitions: int
+    config: dict[str, str]
+
+
+FIELD_EVENTS = "field-events"
+REPORT_EVENTS = "report-events"
+DEAD_LETTER = "dead-letter"
+SECTION_STATE = "section-state"
+ALERTS = "alerts"
+ALERT_ACKS = "alert-acks"
+
+_WEEK_MS = str(7 * 24 * 3600 * 1000)
+_MONTH_MS = str(30 * 24 * 3600 * 1000)
+
+
+def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
+    """Every topic borderwatch owns. Field events and section state share the
+    partition count so a section's input and output live on matching partitions."""
+    return [
+        # Input keeps 8 days: the 7 d window plus grace can be rebuilt by replay.
+        TopicSpec(FIELD_EVENTS, field_partitions, {"retention.ms": str(8 * 24 * 3600 * 1000)}),
+        TopicSpec(REPORT_EVENTS, 3, {"retention.ms": _MONTH_MS}),
+        TopicSpec(DEAD_LETTER, 1, {"retention.ms": _WEEK_MS}),
+        TopicSpec(SECTION_STATE, field_partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(ALERTS, 3, {"retention.ms": _MONTH_MS}),
+        TopicSpec(ALERT_ACKS, 1, {"retention.ms": _MONTH_MS}),
+    ]
+
+
+class Topics:
+    """Resolved topic names for one deployment (``prefix`` + suffix)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.field_events = prefix + FIELD_EVENTS
+        self.report_events = prefix + REPORT_EVENTS
+        self.dead_letter = prefix + DEAD_LETTER
+        self.section_state = prefix + SECTION_STATE
+        self.alerts = prefix + ALERTS
+        self.alert_acks = prefix + ALERT_ACKS

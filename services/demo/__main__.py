@@ -1,0 +1,5 @@
+"""``python -m services.demo``: see services/demo/generator.py."""
+
+from services.demo.generator import main
+
+main()
