@@ -1,0 +1,167 @@
+"""Integration fixtures: the real embedded Kafka broker and real service processes.
+
+The broker (Apache Kafka 3.9, KRaft) is started once per session on a free
+127.0.0.1 port with its data in a temporary directory, and stopped by PID in
+``finally``. Each test gets fresh topic names and a fresh consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.common.kafka import ensure_topics
+from services.common.settings import CommonSettings
+from services.runtime.broker import EmbeddedKafka, free_port, tail
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"), heap="768m")
+    broker.start()
+    try:
+        broker.wait_ready(timeout=90)
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@dataclass
+class Deployment:
+    """Names for one test's private slice of the cluster."""
+
+    bootstrap: str
+    prefix: str
+    app_id: str
+    partitions: int = 6
+
+    def settings(self) -> CommonSettings:
+        return CommonSettings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+        env.update(
+            {
+                "BW_KAFKA_BOOTSTRAP": self.bootstrap,
+                "BW_TOPIC_PREFIX": self.prefix,
+                "BW_APP_ID": self.app_id,
+                "BW_FIELD_PARTITIONS": str(self.partitions),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+
+@pytest.fixture
+def deployment(kafka: str) -> Deployment:
+    tag = uuid.uuid4().hex[:10]
+    dep = Deployment(kafka, prefix=f"t{tag}.", app_id=f"agg-{tag}")
+    asyncio.run(ensure_topics(dep.settings(), dep.partitions))
+    return dep
+
+
+class Worker:
+    """One aggregator worker process (``python -m services.aggregator``)."""
+
+    def __init__(self, dep: Deployment, workdir: Path, extra_env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log_path = workdir / f"aggregator-{self.port}.log"
+        env = dep.env()
+        env.update(
+            {
+                "BW_WEB_PORT": str(self.port),
+                "BW_DATA_DIR": str(workdir / f"agg-{self.port}"),
+                "BW_TICK_SECONDS": "1",
+                "BW_LOG_LEVEL": "INFO",
+            }
+        )
+        env.update(extra_env)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.aggregator"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"aggregator exited: {self.process.returncode}\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"aggregator not ready in {timeout}s\n{self.log()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def log(self) -> str:
+        return tail(self.log_path, 60)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_worker(
+    deployment: Deployment, tmp_path: Path
+) -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def start(wait: bool = True, **extra_env: str) -> Worker:
+        worker = Worker(deployment, tmp_path, extra_env)
+        workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.stop(signal.SIGKILL if worker.process.poll() is None else signal.SIGTERM)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is truthy, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

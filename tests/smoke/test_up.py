@@ -1,0 +1,247 @@
+"""Smoke: `borderwatch up --demo` as a user runs it, then stopped, leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.smoke
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _borderwatch() -> list[str]:
+    script = Path(sys.executable).parent / "borderwatch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("borderwatch")
+    assert found, "the borderwatch console script is not installed (pip install -e .)"
+    return [found]
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs whose environment carries ``BW_SMOKE_ID=marker`` (children inherit it)."""
+    pids = []
+    needle = f"BW_SMOKE_ID={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+class Up:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.marker = uuid.uuid4().hex
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+        env = {**base, **(env or {}), "BW_SMOKE_ID": self.marker}
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*_borderwatch(), "up", "--data-dir", str(data_dir), *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in the output of up:\n{self.output}")
+
+    def get(self, url: str, token: str | None) -> Any:
+        request = urllib.request.Request(url)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> float:
+        t0 = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return time.monotonic() - t0
+
+    def kill_everything(self) -> None:
+        for pid in processes_with(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "bw-data"
+
+
+@pytest.fixture
+def ups() -> Iterator[list[Up]]:
+    started: list[Up] = []
+    try:
+        yield started
+    finally:
+        for up in started:
+            if up.process.poll() is None:
+                up.process.kill()
+            up.kill_everything()
+
+
+def _total(sections: list[dict[str, Any]]) -> int:
+    return sum(sum(s["counts_24h"].values()) for s in sections)
+
+
+def test_up_demo_shows_counts_then_stops_cleanly(data_dir: Path, ups: list[Up]) -> None:
+    up = Up(data_dir, "--demo")
+    ups.append(up)
+    api = up.wait_for(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1/sections", 120).group(1)
+    token = up.wait_for(r"Authorization: Bearer (bw_\S+)", 5).group(1)
+    # Without the token the API refuses: secure by default.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        up.get(api + "/api/v1/sections", None)
+    assert refused.value.code == 401
+
+    deadline = time.monotonic() + 60
+    total = 0
+    while time.monotonic() < deadline and total == 0:
+        total = _total(up.get(api + "/api/v1/sections", token))
+        time.sleep(0.2)
+    first_visible = time.monotonic() - up.started
+    assert total > 0, f"no demo counts in the API after 60 s\n{up.output}"
+    print(f"\n[figure] borderwatch up --demo -> first demo event visible in the API: {first_visible:.1f}s")
+    ready = up.get(api.replace("/api/v1/sections", "") + "/readyz", None)
+    assert ready == {"ready": True}
+    assert processes_with(up.marker), "children should be running"
+
+    took = up.stop(signal.SIGTERM)
+    assert up.process.returncode == 0, up.output
+    assert took < 15, f"stopping took {took:.1f}s"
+    time.sleep(0.5)
+    assert processes_with(up.marker) == [], "a child process outlived `borderwatch up`"
+
+    # A second `up` on the same data directory finds its data again: the view is
+    # rebuilt from Kafka, so the counts are back before any new event.
+    again = Up(data_dir)
+    ups.append(again)
+    api2 = again.wait_for(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1/sections", 120).group(1)
+    token2 = again.wait_for(r"Authorization: Bearer (bw_\S+)", 5).group(1)
+    assert token2 == token, "the local token is kept in the data directory"
+    assert _total(again.get(api2 + "/api/v1/sections", token2)) >= total
+    again.stop(signal.SIGINT)
+    assert again.process.returncode == 0, again.output
+    time.sleep(0.5)
+    assert processes_with(again.marker) == []
+
+
+def test_up_reports_a_dead_child_and_stops_the_rest(data_dir: Path, ups: list[Up]) -> None:
+    up = Up(data_dir, "--insecure-no-auth")
+    ups.append(up)
+    up.wait_for(r"AUTHENTICATION IS DISABLED", 120)
+    api_pid = int(up.wait_for(r"api=(\d+)", 5).group(1))
+    os.kill(api_pid, signal.SIGKILL)
+    up.process.wait(timeout=30)
+    assert up.process.returncode == 1
+    up.stop()
+    assert "api was killed by signal 9" in up.output, up.output
+    assert "last lines of" in up.output
+    time.sleep(0.5)
+    assert processes_with(up.marker) == []
+
+
+def test_bad_sections_file_stops_startup_with_a_clear_message(tmp_path: Path) -> None:
+    bad = tmp_path / "sections.yaml"
+    bad.write_text(
+        "sections:\n  - id: LV-KRA\n    name: Krāslava\n    country: LV\n    neighbour: BY\n"
+        "    centre: {lat: 95.0, lon: 27.2}\n    polyline: [[55.7, 27.0], [55.8, 27.1]]\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env["BW_SECTIONS_FILE"] = str(bad)
+    result = subprocess.run(
+        [*_borderwatch(), "up", "--data-dir", str(tmp_path / "d")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert str(bad) in result.stderr
+    assert "entry 1 (LV-KRA)" in result.stderr
+    assert "centre.lat" in result.stderr
+
+
+def test_bad_env_var_is_named(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env["BW_KAFKA_BOOTSTRAP"] = "not-a-host-port"
+    result = subprocess.run(
+        [*_borderwatch(), "up", "--data-dir", str(tmp_path / "d")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "BW_KAFKA_BOOTSTRAP" in result.stderr
+
+
+def test_up_uses_an_existing_cluster_and_starts_no_broker(tmp_path: Path, ups: list[Up]) -> None:
+    from services.runtime.broker import EmbeddedKafka
+
+    external = EmbeddedKafka(tmp_path / "external-kafka")
+    external.start()
+    try:
+        external.wait_ready(timeout=90)
+        up = Up(
+            tmp_path / "d",
+            "--insecure-no-auth",
+            env={"BW_KAFKA_BOOTSTRAP": external.bootstrap},
+        )
+        ups.append(up)
+        up.wait_for(r"borderwatch is up", 120)
+        assert f"using the Kafka cluster at {external.bootstrap}" in up.output
+        assert f"Kafka          {external.bootstrap} (external)" in up.output
+        assert "kafka=" not in up.output
+        assert not (tmp_path / "d" / "kafka").exists()
+        up.stop()
+        assert up.process.returncode == 0
+    finally:
+        external.stop()
