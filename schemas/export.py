@@ -25,7 +25,9 @@ CONTRACT: dict[str, type[BaseModel]] = {
 
 
 def schema_for(name: str, model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(mode="serialization" if name != "field-event" else "validation")
+    schema = model.model_json_schema(
+        mode="serialization" if name != "field-event" else "validation"
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://borderwatch.example/schemas/{name}.schema.json",

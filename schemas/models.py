@@ -135,7 +135,9 @@ class Source(_Strict):
     """The sensor or unit that made the observation (never a person)."""
 
     type: SourceType
-    id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    id: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    ]
 
 
 class Location(_Strict):
@@ -182,9 +184,9 @@ class FieldEvent(_Strict):
     source: Source
     confidence: Confidence
     location: Location | None = None
-    attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue] = (
-        Field(default_factory=dict, max_length=32, description="Bounded free-form extras.")
-    )
+    attributes: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue
+    ] = Field(default_factory=dict, max_length=32, description="Bounded free-form extras.")
 
     @field_validator("attributes")
     @classmethod

@@ -1,10 +1,10 @@
 """The ``borderwatch`` command.
 
-    borderwatch up [--demo]          start the whole system on the embedded broker
-    borderwatch broker install       fetch the Kafka jars (once)
-    borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
-    borderwatch token create --scopes read,ack
-    borderwatch schemas export [--check]
+borderwatch up [--demo]          start the whole system on the embedded broker
+borderwatch broker install       fetch the Kafka jars (once)
+borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
+borderwatch token create --scopes read,ack
+borderwatch schemas export [--check]
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def _print(msg: str = "") -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from services.common.auth import create_token, TokenStore
+    from services.aggregator.rules import load_rules
+    from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
     from services.common.kafka import ensure_topics
-    from services.aggregator.rules import load_rules
     from services.runtime.broker import EmbeddedKafka, free_port, install
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
 
@@ -136,7 +136,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             Child(
                 "aggregator",
                 [py, "-m", "services.aggregator"],
-                {**env, "BW_WEB_PORT": str(ports["aggregator"]), "BW_DATA_DIR": str(data_dir / "aggregator")},
+                {
+                    **env,
+                    "BW_WEB_PORT": str(ports["aggregator"]),
+                    "BW_DATA_DIR": str(data_dir / "aggregator"),
+                },
                 logs / "aggregator.log",
                 f"http://127.0.0.1:{ports['aggregator']}/readyz",
             )
@@ -147,9 +151,20 @@ def cmd_up(args: argparse.Namespace) -> int:
                 sup.start(
                     Child(
                         name,
-                        [py, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
-                         "--host", "127.0.0.1", "--port", str(ports[name]), "--no-access-log",
-                         "--log-level", "warning"],
+                        [
+                            py,
+                            "-m",
+                            "uvicorn",
+                            f"services.{name}.app:create_app",
+                            "--factory",
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(ports[name]),
+                            "--no-access-log",
+                            "--log-level",
+                            "warning",
+                        ],
                         {**env, "BW_PORT": str(ports[name])},
                         logs / f"{name}.log",
                         f"http://127.0.0.1:{ports[name]}/readyz",
@@ -164,8 +179,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             if token:
                 demo_argv += ["--token", token]
             sup.start(Child("demo", demo_argv, env, logs / "demo.log"))
-        _status(bootstrap, external, ingest_url, api_url, ports, token, data_dir, args.demo,
-                time.monotonic() - t0, [(c.name, c.pid) for c in sup.children], broker)
+        _status(
+            bootstrap,
+            external,
+            ingest_url,
+            api_url,
+            ports,
+            token,
+            data_dir,
+            args.demo,
+            time.monotonic() - t0,
+            [(c.name, c.pid) for c in sup.children],
+            broker.process.pid if broker is not None and broker.process else None,
+        )
         while not stopping:
             sup.check()
             time.sleep(0.2)
@@ -186,11 +212,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print(f"borderwatch: stopped in {time.monotonic() - t_stop:.1f}s")
 
 
-def _status(bootstrap: str, external: bool, ingest_url: str, api_url: str, ports: dict[str, int],
-            token: str | None, data_dir: Path, demo: bool, took: float,
-            pids: list[tuple[str, int | None]], broker: object) -> None:
+def _status(
+    bootstrap: str,
+    external: bool,
+    ingest_url: str,
+    api_url: str,
+    ports: dict[str, int],
+    token: str | None,
+    data_dir: Path,
+    demo: bool,
+    took: float,
+    pids: list[tuple[str, int | None]],
+    broker_pid: int | None,
+) -> None:
     line = "─" * 68
-    auth = f"Authorization: Bearer {token}" if token else "OFF (--insecure-no-auth): anyone on this host can post and read"
+    auth = (
+        f"Authorization: Bearer {token}"
+        if token
+        else "OFF (--insecure-no-auth): anyone on this host can post and read"
+    )
     rows = [
         line,
         f" borderwatch is up ({took:.1f}s){'  —  demo data flowing' if demo else ''}",
@@ -204,7 +244,7 @@ def _status(bootstrap: str, external: bool, ingest_url: str, api_url: str, ports
         f" Token          {auth}",
         f" Data and logs  {data_dir}",
         f" Processes      {', '.join(f'{n}={p}' for n, p in pids)}"
-        + (f", kafka={broker.process.pid}" if broker is not None and getattr(broker, 'process', None) else ""),
+        + (f", kafka={broker_pid}" if broker_pid else ""),
         f" Stop           Ctrl-C (or SIGTERM to pid {os.getpid()})",
         line,
     ]
@@ -248,8 +288,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from services.common.auth import create_token
 
-    path = Path(args.tokens_file) if args.tokens_file else Path(
-        os.environ.get("BW_TOKENS_FILE", default_data_dir() / "tokens.json")
+    path = (
+        Path(args.tokens_file)
+        if args.tokens_file
+        else Path(os.environ.get("BW_TOKENS_FILE", default_data_dir() / "tokens.json"))
     )
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     token = create_token(path, scopes, args.label)
@@ -274,7 +316,9 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="borderwatch", description="borderwatch: live border picture")
+    parser = argparse.ArgumentParser(
+        prog="borderwatch", description="borderwatch: live border picture"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start broker, aggregator, ingest and API")
@@ -300,9 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens")
     token.add_argument("action", choices=["create"])
-    token.add_argument("--scopes", required=True, help="comma separated: ingest:field,ingest:report,read,ack,admin")
+    token.add_argument(
+        "--scopes", required=True, help="comma separated: ingest:field,ingest:report,read,ack,admin"
+    )
     token.add_argument("--label", default="")
-    token.add_argument("--tokens-file", help="default: BW_TOKENS_FILE or the data dir's tokens.json")
+    token.add_argument(
+        "--tokens-file", help="default: BW_TOKENS_FILE or the data dir's tokens.json"
+    )
     token.set_defaults(func=cmd_token)
 
     schemas = sub.add_parser("schemas", help="JSON Schema files of the contract")

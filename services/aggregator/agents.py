@@ -54,7 +54,7 @@ engine = Engine(
     grace_seconds=settings.grace_seconds,
 )
 
-raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 field_events = app.topic(topics.field_events, schema=raw, partitions=settings.field_partitions)
 section_state_topic = app.topic(topics.section_state, schema=raw)
 alerts_topic = app.topic(topics.alerts, schema=raw)
@@ -90,7 +90,9 @@ async def _publish(key: bytes, pub: Publication) -> None:
         ALERTS_RAISED.labels(alert.rule, alert.status.value, alert.severity.value).inc()
         log.info("alert %s seq=%s %s: %s", alert.alert_id, alert.seq, alert.status, alert.summary)
     if pub.state is not None:
-        await section_state_topic.send(key=key, value=orjson.dumps(pub.state.model_dump(mode="json")))
+        await section_state_topic.send(
+            key=key, value=orjson.dumps(pub.state.model_dump(mode="json"))
+        )
         STATES_PUBLISHED.inc()
 
 
@@ -161,7 +163,7 @@ def _active_partitions() -> set[int]:
     }
 
 
-@app.timer(interval=settings.tick_seconds)
+@app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
 async def tick() -> None:
     """Move every section this worker owns on to the wall clock."""
     if app.rebalancing:
@@ -183,7 +185,7 @@ async def tick() -> None:
 
 
 def _ready() -> bool:
-    recovery = app.tables.recovery
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
     return (
         not app.rebalancing
         and recovery.completed.is_set()

@@ -17,7 +17,9 @@ class AggregatorSettings(CommonSettings):
     )
     rules_file: Path = Field(DEFAULT_CONFIG_DIR / "rules.yaml", description="Alert rules (YAML).")
     field_partitions: int = Field(6, ge=1, le=256, description="Partitions of bw.field-events.")
-    bucket_seconds: int = Field(3600, ge=1, description="Width of a count bucket (must divide a day).")
+    bucket_seconds: int = Field(
+        3600, ge=1, description="Width of a count bucket (must divide a day)."
+    )
     grace_seconds: int = Field(7200, ge=0, description="How late an event may be and still count.")
     tick_seconds: float = Field(
         10.0, gt=0, description="Wall-clock timer that moves quiet sections' windows on."

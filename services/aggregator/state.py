@@ -208,7 +208,9 @@ class Engine:
             counts_1h=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_1H, bs)),
             counts_24h=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_24H, bs)),
             counts_7d=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_7D, bs)),
-            hourly=[HourlyPoint(start=_iso(start), counts=WindowCounts(**c)) for start, c in hourly],
+            hourly=[
+                HourlyPoint(start=_iso(start), counts=WindowCounts(**c)) for start, c in hourly
+            ],
             last_event_at=_iso(agg.last_event_at) if agg.last_event_at is not None else None,
             firing_alerts=sorted(e.alert_id for e in agg.episodes.values()),
             version=max(agg.version, 1),

@@ -58,7 +58,9 @@ def add(buckets: Buckets, kind: str, ts: float, count: int, bucket_seconds: int)
     per_kind[kind] = per_kind.get(kind, 0) + count
 
 
-def window_sum(buckets: Buckets, now: float, window_seconds: int, bucket_seconds: int) -> dict[str, int]:
+def window_sum(
+    buckets: Buckets, now: float, window_seconds: int, bucket_seconds: int
+) -> dict[str, int]:
     """Counts per kind over the rolling window of ``window_seconds`` ending at ``now``."""
     lowest = bucket_start(now, bucket_seconds) - window_seconds + bucket_seconds
     totals = empty_counts()
@@ -73,7 +75,9 @@ def kinds_sum(counts: Mapping[str, int], kinds: Iterable[str]) -> int:
     return sum(counts.get(k, 0) for k in kinds)
 
 
-def series(buckets: Buckets, now: float, points: int, bucket_seconds: int) -> list[tuple[int, dict[str, int]]]:
+def series(
+    buckets: Buckets, now: float, points: int, bucket_seconds: int
+) -> list[tuple[int, dict[str, int]]]:
     """The last ``points`` buckets ending with the current one, oldest first; empty
     buckets are included with zero counts. Future buckets are folded into the
     current one so the series sums to the same total as the window."""

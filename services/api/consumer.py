@@ -49,7 +49,7 @@ class ViewConsumer:
             for topic in self._topics:
                 parts = self._consumer.partitions_for_topic(topic)
                 if not parts:
-                    await self._consumer._client.force_metadata_update()  # noqa: SLF001
+                    await self._consumer._client.force_metadata_update()
                     parts = self._consumer.partitions_for_topic(topic)
                 if not parts:
                     missing.append(topic)
@@ -63,7 +63,10 @@ class ViewConsumer:
         await self._consumer.seek_to_beginning(*partitions)
         ends = await self._consumer.end_offsets(partitions)
         self._targets = {tp: off for tp, off in ends.items() if off > 0}
-        log.info("view catching up to %s", {f"{t.topic}:{t.partition}": o for t, o in self._targets.items()})
+        log.info(
+            "view catching up to %s",
+            {f"{t.topic}:{t.partition}": o for t, o in self._targets.items()},
+        )
 
     def _check_ready(self) -> None:
         if self.ready.is_set():
@@ -73,7 +76,9 @@ class ViewConsumer:
                 del self._targets[tp]
         if not self._targets:
             self.ready.set()
-            log.info("view ready: %d sections, %d alerts", len(self._view.states), len(self._view.alerts))
+            log.info(
+                "view ready: %d sections, %d alerts", len(self._view.states), len(self._view.alerts)
+            )
 
     def _position(self, tp: TopicPartition) -> int:
         return self._positions.get(tp, 0)

@@ -7,7 +7,15 @@ import contextlib
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Depends,
+    HTTPException,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 
 from services.api.feeds import CLOSE_TOO_SLOW, Hub, Subscriber
 from services.api.view import View
@@ -45,7 +53,9 @@ async def get_section(section_id: str, request: Request, _: ReadScope) -> dict[s
     return section
 
 
-@router.get("/api/v1/alerts", tags=["alerts"], summary="Alerts, latest transition each, newest first")
+@router.get(
+    "/api/v1/alerts", tags=["alerts"], summary="Alerts, latest transition each, newest first"
+)
 async def list_alerts(
     request: Request,
     _: ReadScope,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import HTTPException, Request, status
 
@@ -155,6 +155,6 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
             )
-        return principal
+        return cast(Principal, principal)
 
     return dependency

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (and Faust's) picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def client_options(settings: CommonSettings) -> dict[str, Any]:
@@ -106,6 +106,8 @@ async def wait_for_broker(settings: CommonSettings, timeout: float = 60.0) -> No
         finally:
             try:
                 await admin.close()
-            except Exception:  # noqa: BLE001 - closing a half-started client may fail
+            except Exception:
                 pass
-    raise TimeoutError(f"Kafka at {settings.kafka_bootstrap} did not answer in {timeout:.0f}s: {last}")
+    raise TimeoutError(
+        f"Kafka at {settings.kafka_bootstrap} did not answer in {timeout:.0f}s: {last}"
+    )

@@ -68,7 +68,10 @@ class Scenario:
             "section_id": section.id,
             "observed_at": datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds"),
             "count": count,
-            "source": {"type": source, "id": f"{section.id}-{source[:2].upper()}-{self.rng.randint(1, 9):02d}"},
+            "source": {
+                "type": source,
+                "id": f"{section.id}-{source[:2].upper()}-{self.rng.randint(1, 9):02d}",
+            },
             "confidence": self.rng.choices(["low", "medium", "high"], weights=[1, 3, 4])[0],
             "location": {
                 "lat": round(section.centre.lat + jitter_lat, 4),
@@ -80,7 +83,9 @@ class Scenario:
         """Events for the ``seconds`` of time ending at ``ts``."""
         night = night_factor(ts)
         for section in self.sections:
-            weight = COUNTRY_WEIGHT.get(section.country, 1.0) * (4.0 if section.id in self.hot else 1.0)
+            weight = COUNTRY_WEIGHT.get(section.country, 1.0) * (
+                4.0 if section.id in self.hot else 1.0
+            )
             # ~ 8 groups a day on an ordinary section, more at night and on hot ones.
             rate = 8 / 86400 * weight * night * seconds
             if section.id in self.hot:
@@ -134,8 +139,16 @@ def _post(client: httpx.Client, url: str, events: list[dict[str, Any]]) -> None:
         time.sleep(0.5 * (attempt + 1))
 
 
-def run(ingest_url: str, token: str | None, catalogue: Catalogue, *, backfill_hours: float,
-        interval: float, seed: int | None, duration: float | None) -> None:
+def run(
+    ingest_url: str,
+    token: str | None,
+    catalogue: Catalogue,
+    *,
+    backfill_hours: float,
+    interval: float,
+    seed: int | None,
+    duration: float | None,
+) -> None:
     stop = False
 
     def _stop(*_: object) -> None:
@@ -167,7 +180,9 @@ def run(ingest_url: str, token: str | None, catalogue: Catalogue, *, backfill_ho
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.demo", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--ingest-url", required=True)
     parser.add_argument("--token", default=None, help="bearer token with the ingest:field scope")
     parser.add_argument("--backfill-hours", type=float, default=2.0)
@@ -175,12 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = load_settings(CommonSettings)
         catalogue = Catalogue.load(settings.sections_file)
     except ConfigError as exc:
         print(f"borderwatch demo: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    run(args.ingest_url, args.token, catalogue, backfill_hours=args.backfill_hours,
-        interval=args.interval, seed=args.seed, duration=args.duration)
+    run(
+        args.ingest_url,
+        args.token,
+        catalogue,
+        backfill_hours=args.backfill_hours,
+        interval=args.interval,
+        seed=args.seed,
+        duration=args.duration,
+    )

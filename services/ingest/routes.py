@@ -16,16 +16,22 @@ from services.ingest.validation import BodyError, check_events, parse_body
 
 router = APIRouter()
 
-ACCEPTED = Counter("bw_ingest_events_accepted_total", "Field events acknowledged by Kafka", ["kind"])
+ACCEPTED = Counter(
+    "bw_ingest_events_accepted_total", "Field events acknowledged by Kafka", ["kind"]
+)
 REJECTED = Counter("bw_ingest_events_rejected_total", "Field events refused", ["reason"])
 UNAVAILABLE = Counter(
     "bw_ingest_broker_unavailable_total", "Requests answered 503 because Kafka did not ack"
 )
 REQUEST_SECONDS = Histogram(
-    "bw_ingest_request_seconds", "Field-event request latency", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+    "bw_ingest_request_seconds",
+    "Field-event request latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PRODUCE_SECONDS = Histogram(
-    "bw_ingest_produce_seconds", "Time until Kafka acknowledged a request's records", buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+    "bw_ingest_produce_seconds",
+    "Time until Kafka acknowledged a request's records",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 BATCH_SIZE = Histogram(
     "bw_ingest_batch_events", "Events per request", buckets=(1, 10, 100, 1000, 5000, 10000)

@@ -17,7 +17,11 @@ class IngestSettings(HttpServiceSettings):
     record_max_events: int = Field(
         500, ge=1, description="Most events of one section carried by one Kafka record."
     )
-    future_tolerance_seconds: int = Field(300, ge=0, description="How far ahead observed_at may be.")
+    future_tolerance_seconds: int = Field(
+        300, ge=0, description="How far ahead observed_at may be."
+    )
     max_age_seconds: int = Field(
-        8 * 24 * 3600, ge=60, description="Oldest observed_at accepted (the aggregator's retention)."
+        8 * 24 * 3600,
+        ge=60,
+        description="Oldest observed_at accepted (the aggregator's retention).",
     )

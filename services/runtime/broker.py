@@ -9,6 +9,7 @@ JDK 17 with a modest heap.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-import base64
 from pathlib import Path
 
 from services.common.errors import BorderwatchError
@@ -290,7 +290,9 @@ class EmbeddedKafka:
             except OSError:
                 time.sleep(0.1)
         else:
-            raise BrokerError(f"the Kafka broker did not listen on {self.bootstrap} in {timeout:.0f}s")
+            raise BrokerError(
+                f"the Kafka broker did not listen on {self.bootstrap} in {timeout:.0f}s"
+            )
         remaining = max(1.0, deadline - time.monotonic())
         asyncio.run(wait_for_broker(CommonSettings(kafka_bootstrap=self.bootstrap), remaining))
 

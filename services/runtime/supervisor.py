@@ -60,14 +60,18 @@ class Child:
         if self.ready_url is None:
             return self.exited() is None
         try:
-            with urllib.request.urlopen(self.ready_url, timeout=1.0) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(self.ready_url, timeout=1.0) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False
 
     def failure(self) -> str:
         code = self.exited()
-        how = f"exited with code {code}" if code is not None and code >= 0 else f"was killed by signal {-(code or 0)}"
+        how = (
+            f"exited with code {code}"
+            if code is not None and code >= 0
+            else f"was killed by signal {-(code or 0)}"
+        )
         return f"{how}; last lines of {self.log_path}:\n{tail(self.log_path)}"
 
 

@@ -136,9 +136,7 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(
-    deployment: Deployment, tmp_path: Path
-) -> Iterator[Callable[..., Worker]]:
+def start_worker(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
     def start(wait: bool = True, **extra_env: str) -> Worker:

@@ -60,7 +60,9 @@ def api(deployment: Deployment) -> Iterator[TestClient]:
         yield client
 
 
-def read_alerts(dep: Deployment, expect_at_least: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
+def read_alerts(
+    dep: Deployment, expect_at_least: int = 0, timeout: float = 5.0
+) -> list[dict[str, Any]]:
     """Every message on the test's alerts topic, read from the beginning."""
 
     async def read(expect_at_least: int) -> list[dict[str, Any]]:
@@ -101,7 +103,9 @@ def test_thousand_events_counted_exactly(
         count = rng.randint(1, 5)
         # Within the current hour bucket so both 1 h and 24 h windows see it.
         at = now.replace(minute=0, second=0, microsecond=0) + timedelta(
-            seconds=rng.uniform(0, max(1.0, (now - now.replace(minute=0, second=0)).total_seconds()))
+            seconds=rng.uniform(
+                0, max(1.0, (now - now.replace(minute=0, second=0)).total_seconds())
+            )
         )
         events.append(event(section, kind, count, min(at, now)))
         expected[section][kind] += count
@@ -232,7 +236,9 @@ def test_bad_input_is_refused_naming_the_field(ingest: TestClient) -> None:
     resp = ingest.post("/v1/field-events", json={**good, "passport": "X"})
     assert resp.status_code == 422
     assert resp.json()["errors"][0]["field"] == "passport"
-    resp = ingest.post("/v1/field-events", content=b"{not json", headers={"content-type": "application/json"})
+    resp = ingest.post(
+        "/v1/field-events", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 422
     # A mixed batch: the good one is accepted (and acknowledged), the bad one explained.
     resp = ingest.post("/v1/field-events", json=[good, {**good, "event_id": "nope"}])
@@ -247,9 +253,9 @@ def test_events_of_one_section_share_a_record_stamped_with_the_newest_time(
     deployment: Deployment, ingest: TestClient
 ) -> None:
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    events = [
-        event("LT-MED", "detection", 1, base + timedelta(minutes=m)) for m in (5, 20, 10)
-    ] + [event("PL-TER", "incident", 1, base)]
+    events = [event("LT-MED", "detection", 1, base + timedelta(minutes=m)) for m in (5, 20, 10)] + [
+        event("PL-TER", "incident", 1, base)
+    ]
     resp = ingest.post("/v1/field-events", json=events)
     assert resp.status_code == 202
     assert sorted(resp.json()["accepted"]) == sorted(e["event_id"] for e in events)

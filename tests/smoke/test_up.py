@@ -147,7 +147,9 @@ def test_up_demo_shows_counts_then_stops_cleanly(data_dir: Path, ups: list[Up]) 
         time.sleep(0.2)
     first_visible = time.monotonic() - up.started
     assert total > 0, f"no demo counts in the API after 60 s\n{up.output}"
-    print(f"\n[figure] borderwatch up --demo -> first demo event visible in the API: {first_visible:.1f}s")
+    print(
+        f"\n[figure] borderwatch up --demo -> first demo event visible in the API: {first_visible:.1f}s"
+    )
     ready = up.get(api.replace("/api/v1/sections", "") + "/readyz", None)
     assert ready == {"ready": True}
     assert processes_with(up.marker), "children should be running"
