@@ -36,6 +36,9 @@ EVENTS_REPLAYED = Counter(
     "bw_aggregator_events_replay_skipped_total",
     "Events skipped because the section state already reflects their offset",
 )
+EVENTS_DUPLICATE = Counter(
+    "bw_aggregator_duplicate_events_total", "Events not counted again (same event_id)"
+)
 EVENTS_LATE = Counter("bw_aggregator_late_events_total", "Events later than the grace period")
 RECORDS_BAD = Counter("bw_aggregator_bad_records_total", "Input records that could not be decoded")
 ALERTS_RAISED = Counter(
@@ -54,7 +57,9 @@ engine = Engine(
     grace_seconds=settings.grace_seconds,
 )
 
-raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+raw: Any = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 field_events = app.topic(topics.field_events, schema=raw, partitions=settings.field_partitions)
 section_state_topic = app.topic(topics.section_state, schema=raw)
 alerts_topic = app.topic(topics.alerts, schema=raw)
@@ -75,11 +80,39 @@ sections_table = app.Table(
 )
 
 
+# Decoded aggregates of the sections this worker counts, so a batch does not
+# decode each section's value again; dropped whenever partitions move, when the
+# table may be rebuilt from its changelog.
+_cache: dict[bytes, SectionAggregate] = {}
+
+
 def _load(key: bytes) -> SectionAggregate:
+    agg = _cache.get(key)
+    if agg is not None:
+        return agg
     stored = sections_table.get(key)
-    if stored is None:
-        return SectionAggregate(section_id=key.decode())
-    return SectionAggregate.from_bytes(stored)
+    agg = (
+        SectionAggregate(section_id=key.decode())
+        if stored is None
+        else (SectionAggregate.from_bytes(stored))
+    )
+    _cache[key] = agg
+    return agg
+
+
+def _store(key: bytes, agg: SectionAggregate) -> None:
+    sections_table[key] = agg.to_bytes()
+    _cache[key] = agg
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    _cache.clear()
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    _cache.clear()
 
 
 async def _publish(key: bytes, pub: Publication) -> None:
@@ -121,7 +154,6 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
     now = time.time() if now is None else now
     touched: dict[bytes, SectionAggregate] = {}
     outcome = BatchOutcome()
-    kinds: dict[str, int] = {}
     for event in batch:
         key = event.key
         events = _decode(event)
@@ -130,17 +162,16 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
-        before = outcome.counted
-        engine.apply_record(agg, event.message.partition, event.message.offset, events, outcome)
-        if outcome.counted != before:
-            for e in events:
-                kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+        message = event.message
+        engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
     publications = []
     for key, agg in touched.items():
         publications.append((key, engine.refresh(agg, now)))
-        sections_table[key] = agg.to_bytes()
-    for kind, n in kinds.items():
+        _store(key, agg)
+    for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
+    if outcome.duplicates:
+        EVENTS_DUPLICATE.inc(outcome.duplicates)
     if outcome.skipped_replay:
         EVENTS_REPLAYED.inc(outcome.skipped_replay)
     if outcome.late:
@@ -165,13 +196,15 @@ def _active_partitions() -> set[int]:
 
 @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
 async def tick() -> None:
-    """Move every section this worker owns on to the wall clock."""
+    """Move every section this worker owns on to the wall clock: rolling counts
+    fall, alerts resolve, silent sections are noticed, with no new event."""
     if app.rebalancing:
         return
     now = time.time()
     active = _active_partitions()
     owned = 0
-    for key in list(sections_table.keys()):
+    keys = {sid.encode() for sid in catalogue} | set(sections_table.keys())
+    for key in keys:
         if partition_for(key, settings.field_partitions) not in active:
             continue
         owned += 1
@@ -179,7 +212,7 @@ async def tick() -> None:
         pub = engine.refresh(agg, now)
         if pub.state is None and not pub.alerts:
             continue
-        sections_table[key] = agg.to_bytes()
+        _store(key, agg)
         await _publish(key, pub)
     SECTIONS.set(owned)
 

@@ -12,7 +12,10 @@ what to publish: the section's new state and the alert transitions.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +24,7 @@ import orjson
 
 from schemas.models import SEVERITY_ORDER, Alert, HourlyPoint, SectionState, Severity, WindowCounts
 from services.aggregator import windows
-from services.aggregator.rules import Episode, Rule, evaluate
+from services.aggregator.rules import Episode, Measures, Rule, SurgeRule, evaluate
 from services.common.catalogue import Catalogue, Section
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,12 @@ class SectionAggregate:
     version: int = 0
     fingerprint: str = ""
     partition: int | None = None
+    # event-id hash -> bucket it was counted in; expires with the bucket (dedupe)
+    seen: dict[int, int] = field(default_factory=dict)
+    last_by_kind: dict[str, float] = field(default_factory=dict)
+    created_at: float = 0.0
+    # not stored: the expiry floor last applied to ``seen`` (recomputed after a load)
+    seen_floor: int | None = field(default=None, compare=False)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -57,6 +66,9 @@ class SectionAggregate:
                 "version": self.version,
                 "fingerprint": self.fingerprint,
                 "partition": self.partition,
+                "seen": _pack(self.seen),
+                "last_by_kind": self.last_by_kind,
+                "created_at": self.created_at,
             }
         )
 
@@ -74,7 +86,40 @@ class SectionAggregate:
             version=data["version"],
             fingerprint=data["fingerprint"],
             partition=data.get("partition"),
+            seen=_unpack(data.get("seen")),
+            last_by_kind=data.get("last_by_kind", {}),
+            created_at=data.get("created_at", 0.0),
         )
+
+
+def _pack(seen: dict[int, int]) -> list[str]:
+    """The dedupe map as two base64 int64 arrays (8 bytes an id, not ~40 as text)."""
+    return [
+        base64.b64encode(array("q", seen.keys()).tobytes()).decode(),
+        base64.b64encode(array("q", seen.values()).tobytes()).decode(),
+    ]
+
+
+def _unpack(packed: list[str] | None) -> dict[int, int]:
+    if not packed:
+        return {}
+    keys, values = array("q"), array("q")
+    keys.frombytes(base64.b64decode(packed[0]))
+    values.frombytes(base64.b64decode(packed[1]))
+    return dict(zip(keys, values, strict=True))
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def id_hash(event_id: str) -> int:
+    """A stable signed 64-bit digest of an event id (both halves of the UUID folded)."""
+    try:
+        value = int(event_id.replace("-", ""), 16)
+    except ValueError:
+        value = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=16).digest(), "big")
+    folded = ((value >> 64) ^ value) & _MASK64
+    return folded - (1 << 64) if folded >= 1 << 63 else folded
 
 
 @dataclass
@@ -82,6 +127,8 @@ class BatchOutcome:
     counted: int = 0
     skipped_replay: int = 0
     late: int = 0
+    duplicates: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +153,7 @@ class Engine:
         *,
         bucket_seconds: int = windows.HOUR,
         grace_seconds: int = 2 * windows.HOUR,
+        max_seen: int = 2_000_000,
     ) -> None:
         if windows.DAY % bucket_seconds:
             raise ValueError("bucket_seconds must divide a day")
@@ -113,7 +161,8 @@ class Engine:
         self.rules = rules
         self.bucket_seconds = bucket_seconds
         self.grace_seconds = grace_seconds
-        longest_rule = max((r.window_seconds for r in rules), default=0)
+        self.max_seen = max_seen
+        longest_rule = max((_reach(r) for r in rules), default=0)
         self.keep_seconds = max(WINDOW_7D, longest_rule) + grace_seconds
         self._rules_for: dict[str, list[Rule]] = {
             sid: [r for r in rules if r.applies_to(sec)] for sid, sec in catalogue.items()
@@ -126,36 +175,49 @@ class Engine:
         offset: int,
         events: list[dict[str, Any]],
         outcome: BatchOutcome,
+        topic: str = "",
     ) -> None:
         """Count one input record (a batch of one section's events) unless the
-        aggregate already reflects its offset."""
+        aggregate already reflects its offset. Events already counted (same
+        ``event_id``) and events later than the grace period are not counted."""
         if offset <= agg.offsets.get(partition, -1):
             outcome.skipped_replay += len(events)
             return
         agg.offsets[partition] = offset
         agg.partition = partition
+        bs = self.bucket_seconds
         for event in events:
             ts = datetime.fromisoformat(event["observed_at"]).timestamp()
+            key = id_hash(str(event["event_id"]))
+            if key in agg.seen:
+                outcome.duplicates += 1
+                continue
             if agg.watermark is not None and ts < agg.watermark - self.grace_seconds:
                 outcome.late += 1
                 log.warning(
                     "late event %s of %s at %s (watermark %s, grace %ss) not counted; "
-                    "partition=%s offset=%s",
+                    "topic=%s partition=%s offset=%s",
                     event.get("event_id"),
                     agg.section_id,
                     event["observed_at"],
                     _iso(agg.watermark).isoformat(),
                     self.grace_seconds,
+                    topic,
                     partition,
                     offset,
                 )
                 continue
-            windows.add(agg.buckets, event["kind"], ts, int(event["count"]), self.bucket_seconds)
+            kind = event["kind"]
+            windows.add(agg.buckets, kind, ts, int(event["count"]), bs)
+            agg.seen[key] = windows.bucket_start(ts, bs)
             if agg.watermark is None or ts > agg.watermark:
                 agg.watermark = ts
             if agg.last_event_at is None or ts > agg.last_event_at:
                 agg.last_event_at = ts
+            if ts > agg.last_by_kind.get(kind, 0.0):
+                agg.last_by_kind[kind] = ts
             outcome.counted += 1
+            outcome.by_kind[kind] = outcome.by_kind.get(kind, 0) + 1
 
     def refresh(self, agg: SectionAggregate, now: float) -> Publication:
         """Expire old buckets, evaluate the rules at ``now`` and build the state to
@@ -163,7 +225,10 @@ class Engine:
         section = self.catalogue.get(agg.section_id)
         if section is None:  # removed from the catalogue since: keep counting, no rules
             return Publication(None, [])
+        if not agg.created_at:
+            agg.created_at = now
         windows.expire(agg.buckets, now, self.keep_seconds, self.bucket_seconds)
+        self._expire_seen(agg, now)
         alerts = self._evaluate(agg, section, now)
         state = self._state(agg, section, now)
         fingerprint = _fingerprint(state)
@@ -173,14 +238,34 @@ class Engine:
         agg.fingerprint = fingerprint
         return Publication(state.model_copy(update={"version": agg.version}), alerts)
 
+    def _expire_seen(self, agg: SectionAggregate, now: float) -> None:
+        """Forget event ids whose bucket no window (nor grace) can reach; and if a
+        section ever holds more than ``max_seen`` ids, the oldest buckets' ids."""
+        bs = self.bucket_seconds
+        floor = windows.bucket_start(now, bs) - self.keep_seconds + bs
+        if agg.seen_floor is None or floor > agg.seen_floor or len(agg.seen) > self.max_seen:
+            agg.seen = {k: b for k, b in agg.seen.items() if b >= floor}
+            while len(agg.seen) > self.max_seen:
+                oldest = min(agg.seen.values())
+                log.warning(
+                    "%s: more than %d event ids to remember; forgetting bucket %s",
+                    agg.section_id,
+                    self.max_seen,
+                    _iso(oldest).isoformat(),
+                )
+                agg.seen = {k: b for k, b in agg.seen.items() if b > oldest}
+            agg.seen_floor = floor
+
     def _evaluate(self, agg: SectionAggregate, section: Section, now: float) -> list[Alert]:
         out = []
+        measures = Measures(
+            agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
+        )
         for rule in self._rules_for.get(section.id, []):
-            counts = windows.window_sum(agg.buckets, now, rule.window_seconds, self.bucket_seconds)
-            value = windows.kinds_sum(counts, (k.value for k in rule.kinds))
+            value, ladder = rule.assess(measures)
             before = agg.episodes.get(rule.id)
             episode, alert = evaluate(
-                rule, section, value, before, agg.episode_counts.get(rule.id, 0), now
+                rule, section, value, before, agg.episode_counts.get(rule.id, 0), now, ladder
             )
             if episode is None:
                 agg.episodes.pop(rule.id, None)
@@ -218,9 +303,17 @@ class Engine:
         )
 
 
+def _reach(rule: Rule) -> int:
+    """How far back a rule looks."""
+    if isinstance(rule, SurgeRule):
+        return windows.parse_duration(rule.baseline) + windows.HOUR
+    return rule.window_seconds
+
+
 def _fingerprint(state: SectionState) -> str:
     """What a reader can see, minus the time stamps that move on every tick."""
-    return orjson.dumps(
+    visible = orjson.dumps(
         state.model_dump(mode="json", exclude={"updated_at", "version"}),
         option=orjson.OPT_SORT_KEYS,
-    ).decode()
+    )
+    return hashlib.blake2b(visible, digest_size=16).hexdigest()

@@ -40,6 +40,13 @@ def _entry_lines(root: yaml.Node | None, key: str) -> list[int]:
     return []
 
 
+def _loc(loc: tuple[int | str, ...], raw: Any) -> tuple[int | str, ...]:
+    """Drop the tag a discriminated union puts first (``threshold.severity`` -> ``severity``)."""
+    if loc and isinstance(raw, dict) and loc[0] == raw.get("type"):
+        return loc[1:]
+    return loc
+
+
 def load_entries(path: Path, key: str, model: type[M], *, id_field: str = "id") -> list[M]:
     """Validate ``path``'s top-level list ``key`` as ``model`` entries with unique ids."""
     data, root = _read(path)
@@ -57,7 +64,8 @@ def load_entries(path: Path, key: str, model: type[M], *, id_field: str = "id") 
             entry = model.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"field {'.'.join(str(p) for p in err['loc']) or '(entry)'!r}: {err['msg']}"
+                f"field {'.'.join(str(p) for p in _loc(err['loc'], raw)) or '(entry)'!r}: "
+                f"{err['msg']}"
                 for err in exc.errors()
             )
             raise ConfigError(f"{path}:{line}: {label}: {problems}") from exc
