@@ -84,6 +84,8 @@ sections_table = app.Table(
 # decode each section's value again; dropped whenever partitions move, when the
 # table may be rebuilt from its changelog.
 _cache: dict[bytes, SectionAggregate] = {}
+# Outboxes found in restored aggregates: sent again before anything new.
+_resend: dict[bytes, dict[str, Any]] = {}
 
 
 def _load(key: bytes) -> SectionAggregate:
@@ -91,18 +93,54 @@ def _load(key: bytes) -> SectionAggregate:
     if agg is not None:
         return agg
     stored = sections_table.get(key)
-    agg = (
-        SectionAggregate(section_id=key.decode())
-        if stored is None
-        else (SectionAggregate.from_bytes(stored))
-    )
+    if stored is None:
+        agg = SectionAggregate(section_id=key.decode())
+    else:
+        agg = SectionAggregate.from_bytes(stored)
+        if agg.outbox:
+            _resend[key] = agg.outbox
     _cache[key] = agg
     return agg
 
 
-def _store(key: bytes, agg: SectionAggregate) -> None:
+def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> None:
+    """Write the aggregate with its publication as the outbox (before sending it)."""
+    agg.outbox = pub.to_outbox()
     sections_table[key] = agg.to_bytes()
     _cache[key] = agg
+
+
+async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
+    for alert in outbox["alerts"]:
+        await alerts_topic.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+        ALERTS_RAISED.labels(alert["rule"], alert["status"], alert["severity"]).inc()
+        log.info(
+            "alert %s seq=%s %s: %s",
+            alert["alert_id"],
+            alert["seq"],
+            alert["status"],
+            alert["summary"],
+        )
+    if outbox["state"] is not None:
+        await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
+        STATES_PUBLISHED.inc()
+
+
+async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
+    """Send what restored aggregates still owed, then the new outboxes.
+
+    The new ones were written to the table first; flushing the producer before
+    sending them means a version or alert transition is never visible unless the
+    aggregate that produced it is durable, so a worker taking over after a crash
+    can never publish a different state under the same version.
+    """
+    pending = [(k, o) for k, o in outboxes if o]
+    owed = list(_resend.items())
+    _resend.clear()
+    if pending:
+        await app.producer.flush()
+    for key, outbox in owed + pending:
+        await _send_outbox(key, outbox)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -113,20 +151,6 @@ async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
     _cache.clear()
-
-
-async def _publish(key: bytes, pub: Publication) -> None:
-    for alert in pub.alerts:
-        await alerts_topic.send(
-            key=alert.alert_id.encode(), value=orjson.dumps(alert.model_dump(mode="json"))
-        )
-        ALERTS_RAISED.labels(alert.rule, alert.status.value, alert.severity.value).inc()
-        log.info("alert %s seq=%s %s: %s", alert.alert_id, alert.seq, alert.status, alert.summary)
-    if pub.state is not None:
-        await section_state_topic.send(
-            key=key, value=orjson.dumps(pub.state.model_dump(mode="json"))
-        )
-        STATES_PUBLISHED.inc()
 
 
 def _decode(event: Any) -> list[dict[str, Any]] | None:
@@ -164,10 +188,11 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
             agg = touched[key] = _load(key)
         message = event.message
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
-    publications = []
+    outboxes = []
     for key, agg in touched.items():
-        publications.append((key, engine.refresh(agg, now)))
-        _store(key, agg)
+        pub = engine.refresh(agg, now)
+        _store(key, agg, pub)
+        outboxes.append((key, agg.outbox))
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -176,8 +201,7 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
         EVENTS_REPLAYED.inc(outcome.skipped_replay)
     if outcome.late:
         EVENTS_LATE.inc(outcome.late)
-    for key, pub in publications:
-        await _publish(key, pub)
+    await _publish(outboxes)
 
 
 @app.agent(field_events, name="count-field-events")
@@ -203,6 +227,7 @@ async def tick() -> None:
     now = time.time()
     active = _active_partitions()
     owned = 0
+    outboxes = []
     keys = {sid.encode() for sid in catalogue} | set(sections_table.keys())
     for key in keys:
         if partition_for(key, settings.field_partitions) not in active:
@@ -210,11 +235,11 @@ async def tick() -> None:
         owned += 1
         agg = _load(key)
         pub = engine.refresh(agg, now)
-        if pub.state is None and not pub.alerts:
-            continue
-        _store(key, agg)
-        await _publish(key, pub)
+        if pub:
+            _store(key, agg, pub)
+            outboxes.append((key, agg.outbox))
     SECTIONS.set(owned)
+    await _publish(outboxes)
 
 
 def _ready() -> bool:

@@ -203,7 +203,7 @@ class SurgeRule(_RuleBase):
     def firing_summary(self, section_id: str, value: int, severity: str, threshold: int) -> str:
         return (
             f"{section_id}: surge, {self.describe_value(value)} ≥ {threshold} "
-            f"({self.factor:g}× the {_window_text(self.baseline)} hourly mean, at least "
+            f"({self.factor:g} times the {_window_text(self.baseline)} hourly mean, at least "
             f"{self.minimum}): {severity}"
         )
 

@@ -50,6 +50,10 @@ class SectionAggregate:
     seen: dict[int, int] = field(default_factory=dict)
     last_by_kind: dict[str, float] = field(default_factory=dict)
     created_at: float = 0.0
+    # The last publication (state + alert transitions, as JSON-ready dicts). It is
+    # stored with the aggregate before it is sent, so a worker that restores this
+    # aggregate after a crash can send it again (identical duplicates only).
+    outbox: dict[str, Any] | None = None
     # not stored: the expiry floor last applied to ``seen`` (recomputed after a load)
     seen_floor: int | None = field(default=None, compare=False)
 
@@ -69,6 +73,7 @@ class SectionAggregate:
                 "seen": _pack(self.seen),
                 "last_by_kind": self.last_by_kind,
                 "created_at": self.created_at,
+                "outbox": self.outbox,
             }
         )
 
@@ -89,6 +94,7 @@ class SectionAggregate:
             seen=_unpack(data.get("seen")),
             last_by_kind=data.get("last_by_kind", {}),
             created_at=data.get("created_at", 0.0),
+            outbox=data.get("outbox"),
         )
 
 
@@ -137,6 +143,17 @@ class Publication:
 
     state: SectionState | None
     alerts: list[Alert]
+
+    def __bool__(self) -> bool:
+        return self.state is not None or bool(self.alerts)
+
+    def to_outbox(self) -> dict[str, Any] | None:
+        if not self:
+            return None
+        return {
+            "state": self.state.model_dump(mode="json") if self.state is not None else None,
+            "alerts": [a.model_dump(mode="json") for a in self.alerts],
+        }
 
 
 def _iso(ts: float) -> datetime:
@@ -284,7 +301,7 @@ class Engine:
             key=lambda s: SEVERITY_ORDER[s],
             default=Severity.low.value,
         )
-        hourly = windows.series(agg.buckets, now, WINDOW_24H // bs, bs)
+        hourly = windows.series(agg.buckets, now, 24, bs, step_seconds=windows.HOUR)
         return SectionState(
             section_id=section.id,
             name=section.name,

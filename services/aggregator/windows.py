@@ -76,23 +76,28 @@ def kinds_sum(counts: Mapping[str, int], kinds: Iterable[str]) -> int:
 
 
 def series(
-    buckets: Buckets, now: float, points: int, bucket_seconds: int
+    buckets: Buckets,
+    now: float,
+    points: int,
+    bucket_seconds: int,
+    step_seconds: int | None = None,
 ) -> list[tuple[int, dict[str, int]]]:
-    """The last ``points`` buckets ending with the current one, oldest first; empty
-    buckets are included with zero counts. Future buckets are folded into the
-    current one so the series sums to the same total as the window."""
-    current = bucket_start(now, bucket_seconds)
-    out = []
-    for i in range(points - 1, -1, -1):
-        start = current - i * bucket_seconds
-        counts = empty_counts()
-        for kind, n in buckets.get(start, {}).items():
-            counts[kind] += n
-        out.append((start, counts))
+    """The last ``points`` steps (default: one bucket each) ending with the current
+    one, oldest first; empty steps are included with zero counts. Future buckets
+    are folded into the current step, so with steps of one bucket the series sums
+    to the same total as the window. Steps longer than a bucket (hourly points
+    over minute buckets) sum the buckets that start inside them."""
+    step = step_seconds or bucket_seconds
+    current = bucket_start(now, step)
+    first = current - (points - 1) * step
+    out = [(first + i * step, empty_counts()) for i in range(points)]
     for start, per_kind in buckets.items():
-        if start > current:
-            for kind, n in per_kind.items():
-                out[-1][1][kind] += n
+        index = min((bucket_start(start, step) - first) // step, points - 1)
+        if index < 0:
+            continue
+        counts = out[index][1]
+        for kind, n in per_kind.items():
+            counts[kind] = counts.get(kind, 0) + n
     return out
 
 

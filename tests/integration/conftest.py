@@ -17,12 +17,20 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from fastapi.testclient import TestClient
 
-from services.common.kafka import ensure_topics
+from services.api.app import create_app as create_api
+from services.api.settings import ApiSettings
+from services.common.kafka import ensure_topics, make_consumer
 from services.common.settings import CommonSettings
+from services.ingest.app import create_app as create_ingest
+from services.ingest.settings import IngestSettings
 from services.runtime.broker import EmbeddedKafka, free_port, tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,3 +171,62 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def event(section: str, kind: str, count: int, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "kind": kind,
+        "section_id": section,
+        "observed_at": at.isoformat(),
+        "count": count,
+        "source": {"type": "thermal_camera", "id": "TC-1"},
+        "confidence": "high",
+    }
+
+
+@pytest.fixture
+def ingest(deployment: Deployment) -> Iterator[TestClient]:
+    settings = IngestSettings(
+        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
+    )
+    with TestClient(create_ingest(settings)) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
+        yield client
+
+
+@pytest.fixture
+def api(deployment: Deployment) -> Iterator[TestClient]:
+    settings = ApiSettings(
+        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
+    )
+    with TestClient(create_api(settings)) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "API view ready")
+        yield client
+
+
+def read_alerts(
+    dep: Deployment, expect_at_least: int = 0, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """Every message on the test's alerts topic, read from the beginning."""
+
+    async def read(expect_at_least: int) -> list[dict[str, Any]]:
+        consumer = make_consumer(dep.settings(), dep.prefix + "alerts")
+        await consumer.start()
+        out: list[dict[str, Any]] = []
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), timeout=5)
+                for records in batch.values():
+                    out += [orjson.loads(r.value) for r in records]
+                if expect_at_least and len(out) >= expect_at_least:
+                    # Keep reading briefly: a duplicate would show up right behind.
+                    expect_at_least = 0
+                    deadline = min(deadline, loop.time() + 2.0)
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(read(expect_at_least))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,75 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.models import KINDS
-from services.api.app import create_app as create_api
-from services.api.settings import ApiSettings
 from services.common.kafka import make_consumer
-from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import IngestSettings
-from tests.integration.conftest import Deployment, Worker, wait_until
+from tests.integration.conftest import Deployment, Worker, event, read_alerts, wait_until
 
 pytestmark = pytest.mark.integration
 
 SECTIONS = ["LV-KRA", "LV-SIL", "LT-MED", "PL-KUZ", "PL-BIA"]
-
-
-def event(section: str, kind: str, count: int, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "kind": kind,
-        "section_id": section,
-        "observed_at": at.isoformat(),
-        "count": count,
-        "source": {"type": "thermal_camera", "id": "TC-1"},
-        "confidence": "high",
-    }
-
-
-@pytest.fixture
-def ingest(deployment: Deployment) -> Iterator[TestClient]:
-    settings = IngestSettings(
-        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
-    )
-    with TestClient(create_ingest(settings)) as client:
-        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
-        yield client
-
-
-@pytest.fixture
-def api(deployment: Deployment) -> Iterator[TestClient]:
-    settings = ApiSettings(
-        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
-    )
-    with TestClient(create_api(settings)) as client:
-        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "API view ready")
-        yield client
-
-
-def read_alerts(
-    dep: Deployment, expect_at_least: int = 0, timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every message on the test's alerts topic, read from the beginning."""
-
-    async def read(expect_at_least: int) -> list[dict[str, Any]]:
-        consumer = make_consumer(dep.settings(), dep.prefix + "alerts")
-        await consumer.start()
-        out: list[dict[str, Any]] = []
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:
-                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), timeout=5)
-                for records in batch.values():
-                    out += [orjson.loads(r.value) for r in records]
-                if expect_at_least and len(out) >= expect_at_least:
-                    # Keep reading briefly: a duplicate would show up right behind.
-                    expect_at_least = 0
-                    deadline = min(deadline, loop.time() + 2.0)
-        finally:
-            await consumer.stop()
-        return out
-
-    return asyncio.run(read(expect_at_least))
 
 
 def test_thousand_events_counted_exactly(
