@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -17,6 +18,7 @@ from fastapi import (
     WebSocketDisconnect,
 )
 
+from schemas.models import Severity
 from services.api.feeds import CLOSE_TOO_SLOW, Hub, Subscriber
 from services.api.view import View
 from services.common.auth import Principal, require
@@ -33,6 +35,20 @@ ReadScope = Annotated[Principal, Depends(require("read"))]
 def _view(request: Request) -> View:
     view: View = request.app.state.view
     return view
+
+
+@router.get(
+    "/api/v1/state",
+    tags=["state"],
+    summary="The whole picture: sections, per-country roll-ups, firing alerts",
+)
+async def whole_picture(request: Request, _: ReadScope) -> dict[str, Any]:
+    return _view(request).picture()
+
+
+@router.get("/api/v1/countries", tags=["state"], summary="Per-country roll-ups of the sections")
+async def list_countries(request: Request, _: ReadScope) -> list[dict[str, Any]]:
+    return _view(request).countries()
 
 
 @router.get("/api/v1/sections", tags=["state"], summary="Every section with its level and counts")
@@ -60,10 +76,28 @@ async def list_alerts(
     request: Request,
     _: ReadScope,
     status: Literal["firing", "resolved"] | None = None,
-    section: str | None = None,
+    section: Annotated[str | None, Query(description="Section id or glob, e.g. LV-*")] = None,
+    severity: Annotated[Severity | None, Query(description="Minimum severity")] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    since: Annotated[datetime | None, Query(description="Updated at or after")] = None,
+    before: Annotated[datetime | None, Query(description="Updated before (next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _view(request).alert_list(status=status, section=section, limit=limit)
+    return _view(request).alert_list(
+        status=status,
+        section=section,
+        limit=limit,
+        severity=severity.value if severity else None,
+        country=country,
+        since=_aware(since),
+        before=_aware(before),
+    )
+
+
+def _aware(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 @router.get(

@@ -7,13 +7,19 @@ Sections of the catalogue that have no state yet show zero counts.
 
 from __future__ import annotations
 
+import fnmatch
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from schemas.models import KINDS, SEVERITY_ORDER
 from services.common.catalogue import Catalogue, Section
 
 ZERO = dict.fromkeys(KINDS, 0)
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
 
 
 class View:
@@ -77,16 +83,69 @@ class View:
         return out
 
     def alert_list(
-        self, status: str | None = None, section: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        section: str | None = None,
+        limit: int = 100,
+        *,
+        severity: str | None = None,
+        country: str | None = None,
+        since: str | None = None,
+        before: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Latest transition of each alert, newest first."""
+        """Latest transition of each alert, newest first.
+
+        ``severity`` is a minimum; ``since``/``before`` bound ``updated_at``
+        (``before`` pages backwards: pass the last item's ``updated_at``)."""
         latest = [h[-1] for h in self.alerts.values() if h]
         if status:
             latest = [a for a in latest if a["status"] == status]
         if section:
-            latest = [a for a in latest if a["section_id"] == section]
-        latest.sort(key=lambda a: (a["updated_at"], a["alert_id"]), reverse=True)
+            latest = [a for a in latest if fnmatch.fnmatchcase(a["section_id"], section)]
+        if country:
+            latest = [a for a in latest if a["country"] == country]
+        if severity:
+            floor = SEVERITY_ORDER[severity]
+            latest = [a for a in latest if SEVERITY_ORDER[a["severity"]] >= floor]
+        if since:
+            latest = [a for a in latest if _ts(a["updated_at"]) >= _ts(since)]
+        if before:
+            latest = [a for a in latest if _ts(a["updated_at"]) < _ts(before)]
+        latest.sort(key=lambda a: (_ts(a["updated_at"]), a["alert_id"]), reverse=True)
         return latest[:limit]
+
+    def countries(self) -> list[dict[str, Any]]:
+        """Per-country roll-ups: sums of the sections' windows, the highest level."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in self.sections():
+            c = out.setdefault(
+                section["country"],
+                {
+                    "country": section["country"],
+                    "level": "low",
+                    "sections": 0,
+                    "counts_1h": dict(ZERO),
+                    "counts_24h": dict(ZERO),
+                    "counts_7d": dict(ZERO),
+                    "firing_alerts": 0,
+                },
+            )
+            c["sections"] += 1
+            for window in ("counts_1h", "counts_24h", "counts_7d"):
+                for kind, n in section[window].items():
+                    c[window][kind] += n
+            c["firing_alerts"] += len(section["firing_alerts"])
+            if SEVERITY_ORDER[section["level"]] > SEVERITY_ORDER[c["level"]]:
+                c["level"] = section["level"]
+        return [out[k] for k in sorted(out)]
+
+    def picture(self) -> dict[str, Any]:
+        """The whole picture in one document."""
+        return {
+            "sections": self.sections(),
+            "countries": self.countries(),
+            "firing_alerts": self.alert_list(status="firing", limit=self.max_alerts),
+        }
 
     def alert(self, alert_id: str) -> list[dict[str, Any]] | None:
         return self.alerts.get(alert_id)

@@ -65,6 +65,13 @@ def test_thousand_events_counted_exactly(
         assert len(detail["hourly"]) == 24
         series_total = {k: sum(p["counts"][k] for p in detail["hourly"]) for k in KINDS}
         assert series_total == expected[sid]
+    # Per-country roll-ups are the exact sums of their sections.
+    picture = api.get("/api/v1/state").json()
+    by_country = {c["country"]: c for c in picture["countries"]}
+    for country in ("LV", "LT", "PL"):
+        want = {k: sum(expected[s][k] for s in SECTIONS if s.startswith(country)) for k in KINDS}
+        assert by_country[country]["counts_24h"] == want
+    assert len(picture["sections"]) == 18
     # An untouched section is listed with zeros.
     other = api.get("/api/v1/sections/LT-VAR").json()
     assert sum(other["counts_24h"].values()) == 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.aggregator.rules import AnyRule, SilenceRule, SurgeRule, load_rules
 from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
@@ -118,3 +122,46 @@ def test_event_ids_are_forgotten_with_their_bucket() -> None:
     assert len(agg.seen) == 1
     engine.refresh(agg, NOW + 7 * 24 * HOUR + 2 * HOUR)
     assert agg.seen == {} and agg.buckets == {}
+
+
+# --- properties: dedupe and order ---------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["detection", "crossing_attempt", "incident"]),
+            st.integers(min_value=0, max_value=110 * 60),  # seconds before NOW, inside grace
+            st.integers(min_value=1, max_value=5),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.randoms(use_true_random=False),
+    st.integers(min_value=1, max_value=7),
+)
+def test_counts_equal_a_recount_whatever_the_order_duplicates_and_record_split(
+    raw: list[tuple[str, int, int]], rnd: random.Random, chunk: int
+) -> None:
+    events = [
+        {
+            "event_id": str(uuid.UUID(int=i + 1)),
+            "kind": kind,
+            "observed_at": datetime.fromtimestamp(NOW - ago, UTC).isoformat(),
+            "count": count,
+        }
+        for i, (kind, ago, count) in enumerate(raw)
+    ]
+    # Redeliver a random subset, shuffle, and split into records of any size.
+    stream = events + rnd.sample(events, k=rnd.randint(0, len(events)))
+    rnd.shuffle(stream)
+    engine = Engine(CAT, [], grace_seconds=2 * HOUR)
+    agg = SectionAggregate("LV-KRA")
+    for offset, start in enumerate(range(0, len(stream), chunk)):
+        engine.apply_record(agg, 0, offset, stream[start : start + chunk], BatchOutcome())
+    state = engine.refresh(agg, NOW).state
+    assert state is not None
+    for kind in ("detection", "crossing_attempt", "incident"):
+        expected = sum(c for k, _, c in raw if k == kind)
+        assert getattr(state.counts_24h, kind) == expected

@@ -1,0 +1,98 @@
+"""The API's materialised view: versions, redeliveries, roll-ups and alert filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.models import KINDS
+from services.api.view import View
+from services.common.catalogue import Catalogue
+from services.common.settings import DEFAULT_CONFIG_DIR
+
+CAT = Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml")
+
+
+def _state(sid: str, version: int, crossings: int, level: str = "low") -> dict[str, Any]:
+    counts = dict.fromkeys(KINDS, 0) | {"crossing_attempt": crossings}
+    return {
+        "section_id": sid,
+        "level": level,
+        "counts_1h": counts,
+        "counts_24h": counts,
+        "counts_7d": counts,
+        "hourly": [],
+        "last_event_at": None,
+        "firing_alerts": [f"r.{sid}.1"] if level != "low" else [],
+        "version": version,
+        "updated_at": "2026-11-22T12:00:00+00:00",
+    }
+
+
+def _alert(aid: str, seq: int, status: str, severity: str, at: str) -> dict[str, Any]:
+    sid = aid.split(".")[1]
+    return {
+        "alert_id": aid,
+        "seq": seq,
+        "status": status,
+        "severity": severity,
+        "section_id": sid,
+        "country": sid[:2],
+        "updated_at": at,
+    }
+
+
+def test_an_older_version_never_replaces_a_newer_one() -> None:
+    view = View(CAT)
+    assert view.apply_state(_state("LV-KRA", 3, 30))
+    assert not view.apply_state(_state("LV-KRA", 2, 99))
+    assert not view.apply_state(_state("LV-KRA", 3, 99))
+    assert view.section("LV-KRA")["counts_24h"]["crossing_attempt"] == 30  # type: ignore[index]
+
+
+def test_a_redelivered_transition_is_kept_once_in_order() -> None:
+    view = View(CAT)
+    assert view.apply_alert(
+        _alert("r.LV-KRA.1", 2, "resolved", "high", "2026-11-22T12:05:00+00:00")
+    )
+    assert view.apply_alert(_alert("r.LV-KRA.1", 1, "firing", "high", "2026-11-22T12:00:00+00:00"))
+    assert not view.apply_alert(
+        _alert("r.LV-KRA.1", 1, "firing", "high", "2026-11-22T12:00:00+00:00")
+    )
+    assert [t["seq"] for t in view.alert("r.LV-KRA.1") or []] == [1, 2]
+
+
+def test_country_roll_ups_are_the_sums_of_their_sections() -> None:
+    view = View(CAT)
+    view.apply_state(_state("LV-KRA", 1, 57, "high"))
+    view.apply_state(_state("LV-SIL", 1, 107))
+    view.apply_state(_state("PL-KUZ", 1, 200, "medium"))
+    countries = {c["country"]: c for c in view.countries()}
+    assert countries["LV"]["counts_24h"]["crossing_attempt"] == 164
+    assert countries["LV"]["level"] == "high"
+    assert countries["LV"]["sections"] == sum(1 for s in CAT.values() if s.country == "LV")
+    assert countries["PL"]["counts_24h"]["crossing_attempt"] == 200
+    assert countries["LT"]["counts_24h"]["crossing_attempt"] == 0
+    assert countries["LT"]["level"] == "low"
+    picture = view.picture()
+    assert len(picture["sections"]) == len(CAT)
+    assert [c["country"] for c in picture["countries"]] == ["LT", "LV", "PL"]
+
+
+def test_alert_filters_and_paging() -> None:
+    view = View(CAT)
+    view.apply_alert(_alert("a.LV-KRA.1", 1, "firing", "medium", "2026-11-22T10:00:00+00:00"))
+    view.apply_alert(_alert("b.LV-SIL.1", 1, "firing", "critical", "2026-11-22T11:00:00+00:00"))
+    view.apply_alert(_alert("c.PL-KUZ.1", 1, "firing", "high", "2026-11-22T12:00:00+02:00"))
+    view.apply_alert(_alert("c.PL-KUZ.1", 2, "resolved", "high", "2026-11-22T13:00:00+00:00"))
+    ids = lambda alerts: [a["alert_id"] for a in alerts]  # noqa: E731
+    assert ids(view.alert_list()) == ["c.PL-KUZ.1", "b.LV-SIL.1", "a.LV-KRA.1"]
+    assert ids(view.alert_list(status="firing")) == ["b.LV-SIL.1", "a.LV-KRA.1"]
+    assert ids(view.alert_list(severity="high")) == ["c.PL-KUZ.1", "b.LV-SIL.1"]
+    assert ids(view.alert_list(section="LV-*")) == ["b.LV-SIL.1", "a.LV-KRA.1"]
+    assert ids(view.alert_list(country="PL")) == ["c.PL-KUZ.1"]
+    assert ids(view.alert_list(since="2026-11-22T10:30:00+00:00")) == ["c.PL-KUZ.1", "b.LV-SIL.1"]
+    page = view.alert_list(limit=1)
+    assert ids(view.alert_list(limit=5, before=page[-1]["updated_at"])) == [
+        "b.LV-SIL.1",
+        "a.LV-KRA.1",
+    ]
