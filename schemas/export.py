@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.models import Alert, FieldEvent, FieldEventBatch, SectionState
+from schemas.models import (
+    Alert,
+    AlertAck,
+    DeadLetter,
+    FieldEvent,
+    FieldEventBatch,
+    ReportEvent,
+    SectionState,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 
@@ -21,6 +29,9 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "field-event-batch": FieldEventBatch,
     "section-state": SectionState,
     "alert": Alert,
+    "alert-ack": AlertAck,
+    "report-event": ReportEvent,
+    "dead-letter": DeadLetter,
 }
 
 

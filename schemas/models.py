@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 
@@ -272,3 +273,176 @@ class Alert(_Strict):
     updated_at: datetime
     resolved_at: datetime | None = None
     summary: str
+
+
+# --- Report events (``bw.report-events``) -------------------------------------
+
+
+class ReportSourceType(StrEnum):
+    """Who published a report."""
+
+    official = "official"
+    media = "media"
+    ngo = "ngo"
+    analysis = "analysis"
+
+
+class ReportSource(_Strict):
+    """The publisher of a report (an organisation or outlet, never a person's identity)."""
+
+    name: ShortText
+    type: ReportSourceType
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = (
+        None
+    )
+
+
+ReportAttributes = dict[
+    Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue
+]
+
+
+class ReportFigure(_Strict):
+    """One figure a report states: a count of one kind, optionally for a section and a period."""
+
+    kind: Kind
+    count: int = Field(ge=0, le=1_000_000)
+    section_id: SectionId | None = None
+    period_start: AwareDatetime | None = None
+    period_end: AwareDatetime | None = None
+    attributes: ReportAttributes = Field(
+        default_factory=dict, max_length=32, description="Bounded free-form extras."
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _no_personal_data(cls, value: dict[str, object]) -> dict[str, object]:
+        for key in value:
+            reason = personal_data_reason(key)
+            if reason:
+                raise ValueError(reason)
+        return value
+
+    @field_validator("period_end")
+    @classmethod
+    def _period_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("period_start")
+        if value is not None and isinstance(start, datetime) and value < start:
+            raise ValueError("period_end is before period_start")
+        return value
+
+
+REPORT_TEXT_MAX_BYTES = 100_000
+
+
+class ReportEvent(_Strict):
+    """A published report about the border situation (an official statement, a press
+    article, an NGO or analysis note), on ``bw.report-events`` (key = ``country``).
+
+    ``text`` is at most 100 kB of UTF-8. ``figures`` carries the numbers the report
+    states, if the feed extracts them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "report_id": "vpd-lv-2026-11-22-01",
+                    "source": {
+                        "name": "State Border Guard of Latvia",
+                        "type": "official",
+                        "url": "https://www.rs.gov.lv/",
+                    },
+                    "country": "LV",
+                    "published_at": "2026-11-22T09:00:00+02:00",
+                    "title": "Attempts to cross the border in the last 24 hours",
+                    "text": "In the last 24 hours 57 attempts to cross the border were prevented.",
+                    "language": "en",
+                    "figures": [{"kind": "crossing_attempt", "count": 57, "section_id": "LV-KRA"}],
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = 1
+    report_id: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"),
+        Field(description="Idempotency key chosen by the feed."),
+    ]
+    source: ReportSource
+    country: CountryCode = Field(description="The country the report is about.")
+    published_at: AwareDatetime = Field(description="Publication time, RFC 3339 with an offset.")
+    title: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    text: str = Field(
+        max_length=REPORT_TEXT_MAX_BYTES,
+        description="The report's text, at most 100 kB (100,000 bytes) of UTF-8.",
+    )
+    language: Annotated[
+        str,
+        StringConstraints(max_length=35, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"),
+        Field(description="BCP 47 language tag, e.g. `lv`, `en`, `pl`.", examples=["lv"]),
+    ]
+    figures: list[ReportFigure] = Field(default_factory=list, max_length=64)
+
+    @field_validator("text")
+    @classmethod
+    def _text_bytes(cls, value: str) -> str:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > REPORT_TEXT_MAX_BYTES:
+            raise ValueError(f"text is {size} bytes of UTF-8; at most {REPORT_TEXT_MAX_BYTES}")
+        return value
+
+
+# --- Dead letters (``bw.dead-letter``) --------------------------------------------
+
+
+class DeadLetterProblem(_Strict):
+    field: str = Field(description="Field path in the item, or `(body)` / `(event)`.")
+    reason: str
+
+
+class DeadLetter(_Strict):
+    """A refused item on ``bw.dead-letter`` (key = token id): the original bytes, why
+    it was refused, who sent it (the token's id, never the token) and when."""
+
+    schema_version: Literal[1] = 1
+    received_at: AwareDatetime
+    route: str = Field(description="The HTTP route that refused it, e.g. `/v1/field-events`.")
+    token_id: str
+    index: int | None = Field(
+        None, ge=0, description="Position in the request; null when the whole body was refused."
+    )
+    item_id: str | None = Field(None, description="The item's event_id / report_id, if readable.")
+    problems: list[DeadLetterProblem] = Field(min_length=1)
+    content_type: str
+    original: str = Field(description="The original bytes: UTF-8 text, or base64 (see below).")
+    original_encoding: Literal["utf-8", "base64"]
+    original_size: int = Field(ge=0, description="Size of the original in bytes.")
+    truncated: bool = Field(description="True when `original` holds only the first bytes.")
+
+
+class AckRequest(_Strict):
+    """Body of ``POST /api/v1/alerts/{id}/ack``."""
+
+    by: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=64, pattern=r"^[\w .:/@-]+$"),
+        Field(description="Operator role or callsign (e.g. `LV duty officer`), not a name."),
+    ]
+    comment: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class AlertAck(_Strict):
+    """An operator's acknowledgement of an alert, on ``bw.alert-acks`` (key = ``alert_id``)."""
+
+    schema_version: Literal[1] = 1
+    ack_id: UUID
+    alert_id: str
+    seq: int = Field(ge=1, description="The alert transition that was acknowledged.")
+    by: str
+    comment: str = ""
+    acked_at: datetime
+    token_id: str = Field(description="Id of the token used (never the token).")

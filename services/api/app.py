@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 
-from services.api.consumer import ViewConsumer
+from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
 from services.api.routes import router
 from services.api.settings import ApiSettings
@@ -28,7 +28,7 @@ from services.api.view import View
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
 from services.common.settings import load_settings
 from services.common.topics import Topics
@@ -45,21 +45,65 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     catalogue = Catalogue.load(settings.sections_file)
     topics = Topics(settings.topic_prefix)
-    view = View(catalogue, max_alerts=settings.max_alerts)
-    hub = Hub(settings.feed_queue_size)
+    view = View(
+        catalogue,
+        max_alerts=settings.max_alerts,
+        recent_events=settings.recent_events,
+        recent_reports=settings.recent_reports,
+    )
+    hub = Hub(settings.feed_queue_size, settings.feed_replay_size)
 
-    def on_change(kind: str, payload: dict[str, Any], cursor: str) -> None:
+    def on_change(kind: str, payload: dict[str, Any], partition: int, offset: int) -> None:
         VIEW_UPDATES.labels(kind).inc()
-        hub.publish(kind, payload, cursor)
+        if kind == "section_state":
+            hub.publish(
+                kind,
+                payload,
+                partition,
+                offset,
+                country=payload["country"],
+                severity=payload["level"],
+                changed_kinds=view.changed_kinds.get(payload["section_id"], ()),
+            )
+        elif kind == "alert":
+            hub.publish(
+                kind,
+                payload,
+                partition,
+                offset,
+                country=payload["country"],
+                severity=payload["severity"],
+            )
+        elif kind == "ack":
+            current = (view.alert(payload["alert_id"]) or [{}])[-1]
+            hub.publish(
+                kind,
+                payload,
+                partition,
+                offset,
+                country=str(current.get("country", "")),
+                severity=current.get("severity"),
+            )
+
+    sources = [
+        Source(topics.section_state, "section_state", "beginning", view.apply_state),
+        Source(topics.alerts, "alert", "beginning", view.apply_alert),
+        Source(topics.alert_acks, "ack", "beginning", view.apply_ack),
+        Source(topics.field_events, "field_events", settings.recent_events, view.apply_field_batch),
+        Source(topics.report_events, "report", settings.recent_reports, view.apply_report),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        consumer = make_consumer(settings)
-        reader = ViewConsumer(consumer, view, topics.section_state, topics.alerts, on_change)
+        consumer = make_consumer(settings, max_partition_fetch_bytes=8 << 20)
+        producer = make_producer(settings, linger_ms=0)
+        reader = ViewConsumer(consumer, sources, on_change)
         app.state.reader = reader
+        app.state.producer = producer
         task: asyncio.Task[None] | None = None
         try:
             await _start_with_retry(consumer)
+            await _start_with_retry(producer)
             task = asyncio.create_task(reader.run(), name="view-consumer")
             yield
         finally:
@@ -70,6 +114,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                     await task
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     app = FastAPI(
         title="borderwatch API",
@@ -79,6 +125,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.topics = topics
     app.state.view = view
     app.state.hub = hub
     app.state.tokens = TokenStore.load(

@@ -1,9 +1,13 @@
 """Reads the live picture from Kafka into the view and fans changes out to the feeds.
 
-Each API replica reads every partition of ``bw.section-state`` (compacted) and
-``bw.alerts`` from the beginning itself, without a consumer group, so any
-number of replicas serve the same picture. The view is ready once it has
-caught up with the end offsets seen at start.
+Each API replica reads every partition itself, without a consumer group, so
+any number of replicas serve the same picture:
+
+- ``bw.section-state`` (compacted), ``bw.alerts`` and ``bw.alert-acks`` from the
+  beginning (of retention): the view is ready once it has caught up with the
+  end offsets seen at start;
+- ``bw.field-events`` and ``bw.report-events`` from near their end, for the
+  "recent" lists only.
 """
 
 from __future__ import annotations
@@ -11,31 +15,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.api.view import View
-
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, dict[str, Any], str], None]
+# (type, value, partition, offset) for every record that changed the view.
+Listener = Callable[[str, dict[str, Any], int, int], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    topic: str
+    type: str
+    # "beginning": whole retention, counted for readiness; otherwise how many of
+    # the newest records per partition to read first (a "recent" list).
+    start: str | int
+    apply: Callable[[dict[str, Any]], bool]
 
 
 class ViewConsumer:
     def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        view: View,
-        state_topic: str,
-        alerts_topic: str,
-        on_change: Listener,
+        self, consumer: AIOKafkaConsumer, sources: list[Source], on_change: Listener
     ) -> None:
         self._consumer = consumer
-        self._view = view
-        self._topics = {state_topic: "section_state", alerts_topic: "alert"}
+        self._sources = {s.topic: s for s in sources}
         self._on_change = on_change
         self._targets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
@@ -46,7 +54,7 @@ class ViewConsumer:
         while True:
             partitions: list[TopicPartition] = []
             missing = []
-            for topic in self._topics:
+            for topic in self._sources:
                 parts = self._consumer.partitions_for_topic(topic)
                 if not parts:
                     await self._consumer._client.force_metadata_update()
@@ -60,9 +68,16 @@ class ViewConsumer:
             log.info("waiting for topics %s to exist", missing)
             await asyncio.sleep(1.0)
         self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
         ends = await self._consumer.end_offsets(partitions)
-        self._targets = {tp: off for tp, off in ends.items() if off > 0}
+        starts = await self._consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            source = self._sources[tp.topic]
+            if source.start == "beginning":
+                self._consumer.seek(tp, starts[tp])
+                if ends[tp] > starts[tp]:
+                    self._targets[tp] = ends[tp]
+            else:
+                self._consumer.seek(tp, max(starts[tp], ends[tp] - int(source.start)))
         log.info(
             "view catching up to %s",
             {f"{t.topic}:{t.partition}": o for t, o in self._targets.items()},
@@ -72,43 +87,35 @@ class ViewConsumer:
         if self.ready.is_set():
             return
         for tp, target in list(self._targets.items()):
-            if self._position(tp) >= target:
+            if self._positions.get(tp, 0) >= target:
                 del self._targets[tp]
         if not self._targets:
             self.ready.set()
-            log.info(
-                "view ready: %d sections, %d alerts", len(self._view.states), len(self._view.alerts)
-            )
-
-    def _position(self, tp: TopicPartition) -> int:
-        return self._positions.get(tp, 0)
+            log.info("view ready")
 
     async def run(self) -> None:
         await self._assign()
         self._check_ready()
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             except KafkaError as exc:
                 log.warning("view consumer error: %r; retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
+            fanned = 0
             for tp, records in batches.items():
-                kind = self._topics[tp.topic]
+                source = self._sources[tp.topic]
                 for record in records:
                     self._positions[tp] = record.offset + 1
                     if record.value is None:
                         continue
                     try:
                         value = orjson.loads(record.value)
-                        changed = (
-                            self._view.apply_state(value)
-                            if kind == "section_state"
-                            else self._view.apply_alert(value)
-                        )
-                    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                        changed = source.apply(value)
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                         log.error(
-                            "bad record skipped: %s; topic=%s partition=%s offset=%s",
+                            "bad record skipped: %r; topic=%s partition=%s offset=%s",
                             exc,
                             tp.topic,
                             tp.partition,
@@ -116,7 +123,13 @@ class ViewConsumer:
                         )
                         continue
                     if changed:
-                        self._on_change(kind, value, f"{tp.topic}:{tp.partition}:{record.offset}")
+                        self._on_change(source.type, value, tp.partition, record.offset)
+                        fanned += 1
+                        if fanned % 64 == 0:
+                            # Let feed writers drain their queues between bursts, so a
+                            # catch-up of thousands of records does not look like a
+                            # slow client to a healthy one.
+                            await asyncio.sleep(0)
             if not self.ready.is_set():
                 for tp in self._targets:
                     pos = await self._consumer.position(tp)

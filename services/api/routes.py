@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
+from aiokafka.errors import KafkaError
 from fastapi import (
     APIRouter,
     Depends,
+    Header,
     HTTPException,
     Query,
     Request,
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.responses import StreamingResponse
 
-from schemas.models import Severity
-from services.api.feeds import CLOSE_TOO_SLOW, Hub, Subscriber
+from schemas.models import KINDS, SEVERITY_ORDER, AckRequest, AlertAck, Kind, Severity
+from services.api.feeds import (
+    CLOSE_TOO_SLOW,
+    CursorError,
+    Filter,
+    Hub,
+    Subscriber,
+    decode_cursor,
+    encode_cursor,
+)
 from services.api.view import View
 from services.common.auth import Principal, require
 
@@ -27,7 +41,7 @@ router = APIRouter(prefix="")
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
-HEARTBEAT_SECONDS = 20.0
+CLOSE_BAD_REQUEST = 4400
 
 ReadScope = Annotated[Principal, Depends(require("read"))]
 
@@ -103,40 +117,164 @@ def _aware(value: datetime | None) -> str | None:
 @router.get(
     "/api/v1/alerts/{alert_id}",
     tags=["alerts"],
-    summary="All transitions of one alert",
+    summary="One alert: its current state, every transition and every acknowledgement",
     responses={404: {"description": "Unknown alert"}},
 )
 async def get_alert(alert_id: str, request: Request, _: ReadScope) -> dict[str, Any]:
-    history = _view(request).alert(alert_id)
-    if history is None:
+    detail = _view(request).alert_detail(alert_id)
+    if detail is None:
         raise HTTPException(404, detail=f"unknown alert {alert_id!r}")
-    return {"alert_id": alert_id, "current": history[-1], "transitions": history}
+    return detail
 
 
-def _ws_token(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+@router.post(
+    "/api/v1/alerts/{alert_id}/ack",
+    tags=["alerts"],
+    status_code=202,
+    summary="Acknowledge a firing alert (scope `ack`)",
+    responses={
+        202: {"description": "The acknowledgement is in Kafka; every replica shows it within 1 s"},
+        404: {"description": "Unknown alert"},
+        409: {"description": "The alert is already resolved"},
+        503: {"description": "Kafka did not acknowledge in time; retry"},
+    },
+)
+async def ack_alert(
+    alert_id: str,
+    body: AckRequest,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("ack"))],
+) -> dict[str, Any]:
+    history = _view(request).alert(alert_id)
+    if not history:
+        raise HTTPException(404, detail=f"unknown alert {alert_id!r}")
+    current = history[-1]
+    if current["status"] == "resolved":
+        raise HTTPException(
+            409,
+            detail=f"alert {alert_id!r} was resolved at {current['resolved_at']}; nothing to ack",
+        )
+    ack = AlertAck(
+        ack_id=uuid.uuid4(),
+        alert_id=alert_id,
+        seq=current["seq"],
+        by=body.by,
+        comment=body.comment,
+        acked_at=datetime.now(UTC),
+        token_id=principal.token_id,
+    ).model_dump(mode="json")
+    settings = request.app.state.settings
+    try:
+        await asyncio.wait_for(
+            request.app.state.producer.send_and_wait(
+                request.app.state.topics.alert_acks,
+                orjson.dumps(ack),
+                key=alert_id.encode(),
+            ),
+            timeout=settings.produce_timeout,
+        )
+    except (TimeoutError, KafkaError) as exc:
+        raise HTTPException(
+            503, detail=f"Kafka did not acknowledge: {exc!r}", headers={"Retry-After": "2"}
+        ) from exc
+    return ack
+
+
+@router.get("/api/v1/events/recent", tags=["state"], summary="The newest field events")
+async def recent_events(
+    request: Request,
+    _: ReadScope,
+    section: Annotated[str | None, Query(description="Section id or glob")] = None,
+    kind: Kind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    return _view(request).recent_events(section, kind.value if kind else None, limit)
+
+
+@router.get("/api/v1/reports/recent", tags=["state"], summary="The newest report events")
+async def recent_reports(
+    request: Request,
+    _: ReadScope,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    return _view(request).recent_reports(country, limit)
+
+
+# --- feeds ---------------------------------------------------------------------------
+
+
+def _token(headers: Any, query: Any) -> tuple[str | None, bool]:
+    """The bearer token of a feed request and whether it came as a subprotocol."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    for proto in ws.headers.get("sec-websocket-protocol", "").split(","):
-        proto = proto.strip()
-        if proto.startswith("bw_"):
-            return proto
-    return ws.query_params.get("token")
+        return value.strip(), False
+    for proto in headers.get("sec-websocket-protocol", "").split(","):
+        if proto.strip().startswith("bw_"):
+            return proto.strip(), True
+    return query.get("token"), False
 
 
-@router.websocket("/ws/feed")
-async def feed(ws: WebSocket) -> None:
-    """Section-state changes and alert transitions as JSON messages.
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
-    The first message is a ``snapshot`` of every section and the firing alerts;
-    then each change is one message ``{"type", "payload", "cursor"}``. Token:
-    ``Authorization: Bearer``, a ``bw_…`` subprotocol, or ``?token=``.
-    """
+
+def _feed_filter(query: Any, types: frozenset[str]) -> Filter:
+    severity = query.get("min_severity")
+    if severity is not None and severity not in SEVERITY_ORDER:
+        raise CursorError(f"min_severity must be one of {', '.join(SEVERITY_ORDER)}")
+    kinds = _csv(query.get("kinds"))
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise CursorError(f"unknown kinds {bad}; known: {', '.join(KINDS)}")
+    return Filter(
+        sections=_csv(query.get("sections")),
+        countries=_csv(query.get("country")),
+        kinds=kinds,
+        min_severity=severity,
+        types=types,
+    )
+
+
+def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
+    sections = [
+        s
+        for s in view.sections()
+        if (
+            not filter_.sections
+            or any(fnmatch.fnmatchcase(s["section_id"], p) for p in filter_.sections)
+        )
+        and (not filter_.countries or s["country"] in filter_.countries)
+    ]
+    alerts = [
+        a
+        for a in view.alert_list(status="firing", limit=view.max_alerts)
+        if (
+            not filter_.sections
+            or any(fnmatch.fnmatchcase(a["section_id"], p) for p in filter_.sections)
+        )
+        and (not filter_.countries or a["country"] in filter_.countries)
+        and (
+            not filter_.min_severity
+            or SEVERITY_ORDER[a["severity"]] >= SEVERITY_ORDER[filter_.min_severity]
+        )
+    ]
+    payload: dict[str, Any] = {"alerts": alerts}
+    if "section_state" in filter_.types:
+        payload["sections"] = sections
+    return orjson.dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
+
+
+FEED_TYPES = frozenset({"section_state", "alert", "ack"})
+ALERT_TYPES = frozenset({"alert", "ack"})
+
+
+async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     app = ws.app
-    subprotocol = None
+    token, as_protocol = _token(ws.headers, ws.query_params)
+    # Echo a token subprotocol even with auth off, or browsers drop the socket.
+    subprotocol = token if as_protocol else None
     if app.state.auth_enabled:
-        token = _ws_token(ws)
         principal = app.state.tokens.verify(token) if token else None
         if principal is None:
             await ws.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid token")
@@ -144,32 +282,42 @@ async def feed(ws: WebSocket) -> None:
         if "read" not in principal.scopes:
             await ws.close(code=CLOSE_FORBIDDEN, reason="token lacks the 'read' scope")
             return
-        if token and token in ws.headers.get("sec-websocket-protocol", ""):
-            subprotocol = token
+    try:
+        filter_ = _feed_filter(ws.query_params, types)
+        cursor_text = ws.query_params.get("cursor")
+        cursor = decode_cursor(cursor_text) if cursor_text else None
+    except CursorError as exc:
+        await ws.close(code=CLOSE_BAD_REQUEST, reason=str(exc)[:120])
+        return
     hub: Hub = app.state.hub
     view: View = app.state.view
+    heartbeat = app.state.settings.heartbeat_seconds
     await ws.accept(subprotocol=subprotocol)
-    sub = hub.subscribe()
+    sub, backlog = hub.subscribe(filter_, cursor)
     try:
-        snapshot = {
-            "type": "snapshot",
-            "payload": {"sections": view.sections(), "alerts": view.alert_list(status="firing")},
-            "cursor": None,
-        }
-        await ws.send_text(orjson.dumps(snapshot).decode())
+        if backlog is None:
+            first = [_snapshot(view, hub, "resync", filter_)]
+        elif cursor is None:
+            first = [_snapshot(view, hub, "snapshot", filter_)]
+        else:
+            first = backlog
         reader = asyncio.create_task(_drain_client(ws, sub))
         try:
+            for backlog_item in first:
+                await ws.send_text(backlog_item.decode())
             while True:
                 try:
-                    message = await asyncio.wait_for(sub.queue.get(), timeout=HEARTBEAT_SECONDS)
+                    message = await _next(sub, heartbeat)
                 except TimeoutError:
-                    await ws.send_text('{"type":"heartbeat","payload":{},"cursor":null}')
+                    await ws.send_text(_heartbeat(hub))
                     continue
                 if message is None:
                     if sub.too_slow:
-                        await ws.close(code=CLOSE_TOO_SLOW, reason="too slow; reconnect to resync")
+                        await ws.close(
+                            code=CLOSE_TOO_SLOW, reason="too slow; reconnect with your cursor"
+                        )
                     else:
-                        await ws.close(code=1001, reason="server shutting down")
+                        await ws.close(code=1001, reason="going away")
                     return
                 if reader.done():
                     return
@@ -182,6 +330,124 @@ async def feed(ws: WebSocket) -> None:
         pass
     finally:
         hub.unsubscribe(sub)
+
+
+async def _next(sub: Subscriber, timeout: float) -> bytes | None:
+    """The next queued message; only waits (with a timeout) when the queue is empty,
+    so a writer drains a burst without a scheduling round per message."""
+    try:
+        return sub.queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return await asyncio.wait_for(sub.queue.get(), timeout=timeout)
+
+
+def _heartbeat(hub: Hub) -> str:
+    return orjson.dumps(
+        {"type": "heartbeat", "payload": {}, "cursor": encode_cursor(hub.position)}
+    ).decode()
+
+
+@router.websocket("/ws/feed")
+async def feed(ws: WebSocket) -> None:
+    """Section-state changes, alert transitions and acks as JSON messages.
+
+    First message: ``snapshot`` (or, with ``?cursor=``, exactly the messages
+    missed since then, or one ``resync`` snapshot if that is beyond the replay
+    horizon). Then ``{"type", "payload", "cursor"}`` per change; ``heartbeat``
+    when idle. Filters: ``sections`` (ids or globs, comma separated),
+    ``country``, ``kinds`` (section updates where these kinds' counts moved),
+    ``min_severity``. Token: ``Authorization: Bearer``, a ``bw_…`` subprotocol,
+    or ``?token=``. Close codes: 4401 no/bad token, 4403 no ``read`` scope,
+    4400 bad query, 4008 too slow (reconnect with your cursor).
+    """
+    await _serve_ws(ws, FEED_TYPES)
+
+
+@router.websocket("/ws/alerts")
+async def alerts_feed(ws: WebSocket) -> None:
+    """Alert transitions and acks only; same protocol as ``/ws/feed``."""
+    await _serve_ws(ws, ALERT_TYPES)
+
+
+@router.get(
+    "/sse/alerts",
+    tags=["feeds"],
+    summary="Alert transitions and acks as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def sse_alerts(
+    request: Request,
+    sections: str | None = None,
+    country: str | None = None,
+    min_severity: Severity | None = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Each event's ``id`` is its cursor: a reconnecting client (``Last-Event-ID``,
+    sent by browsers automatically) gets exactly what it missed, or a ``resync``
+    event beyond the replay horizon. Token: ``Authorization: Bearer`` or ``?token=``
+    (EventSource cannot set headers). Comments (``: ping``) keep proxies open."""
+    app = request.app
+    if app.state.auth_enabled:
+        token, _ = _token(request.headers, request.query_params)
+        principal = app.state.tokens.verify(token) if token else None
+        if principal is None:
+            raise HTTPException(
+                401,
+                detail="missing or invalid bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if "read" not in principal.scopes:
+            raise HTTPException(403, detail="this token lacks the 'read' scope")
+    try:
+        filter_ = _feed_filter(request.query_params, ALERT_TYPES)
+        cursor = decode_cursor(last_event_id) if last_event_id else None
+    except CursorError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    hub: Hub = app.state.hub
+    view: View = app.state.view
+    heartbeat = app.state.settings.heartbeat_seconds
+    sub, backlog = hub.subscribe(filter_, cursor)
+    if backlog is None:
+        first = [_snapshot(view, hub, "resync", filter_)]
+    elif cursor is None:
+        first = [_snapshot(view, hub, "snapshot", filter_)]
+    else:
+        first = backlog
+
+    def frame(message: bytes) -> bytes:
+        decoded = orjson.loads(message)
+        return (
+            f"id: {decoded['cursor']}\nevent: {decoded['type']}\n".encode()
+            + b"data: "
+            + message
+            + b"\n\n"
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n\n"
+            for backlog_item in first:
+                yield frame(backlog_item)
+            while True:
+                try:
+                    message = await _next(sub, heartbeat)
+                except TimeoutError:
+                    yield b": ping\n\n"
+                    continue
+                if message is None:
+                    if sub.too_slow:
+                        yield b"event: too_slow\ndata: {}\n\n"
+                    return
+                yield frame(message)
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _drain_client(ws: WebSocket, sub: Subscriber) -> None:

@@ -12,6 +12,13 @@ class ApiSettings(HttpServiceSettings):
     feed_queue_size: int = Field(
         1000, ge=10, description="Messages buffered per feed client before it is dropped."
     )
+    feed_replay_size: int = Field(
+        10_000, ge=100, description="Messages kept for clients that reconnect with a cursor."
+    )
+    heartbeat_seconds: float = Field(15.0, gt=0, description="Idle feed heartbeat period.")
+    recent_events: int = Field(2000, ge=10, description="Field events kept for /events/recent.")
+    recent_reports: int = Field(500, ge=10, description="Reports kept for /reports/recent.")
+    produce_timeout: float = Field(5.0, gt=0, description="Longest wait for Kafka on an ack.")
     max_alerts: int = Field(10_000, ge=100, description="Alerts kept in the view.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (closed by default)."

@@ -8,7 +8,7 @@ Sections of the catalogue that have no state yet show zero counts.
 from __future__ import annotations
 
 import fnmatch
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from datetime import datetime
 from typing import Any
 
@@ -23,11 +23,22 @@ def _ts(value: str) -> float:
 
 
 class View:
-    def __init__(self, catalogue: Catalogue, max_alerts: int = 10_000) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        max_alerts: int = 10_000,
+        recent_events: int = 1000,
+        recent_reports: int = 200,
+    ) -> None:
         self.catalogue = catalogue
         self.states: dict[str, dict[str, Any]] = {}
         self.alerts: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.acks: dict[str, list[dict[str, Any]]] = {}
         self.max_alerts = max_alerts
+        self.events: deque[dict[str, Any]] = deque(maxlen=recent_events)
+        self.reports: deque[dict[str, Any]] = deque(maxlen=recent_reports)
+        # Kinds whose counts moved in the last applied state of each section.
+        self.changed_kinds: dict[str, frozenset[str]] = {}
 
     def apply_state(self, state: dict[str, Any]) -> bool:
         """Keep ``state`` if it is newer than what we have; True if it changed the view."""
@@ -35,8 +46,49 @@ class View:
         current = self.states.get(sid)
         if current is not None and current["version"] >= state["version"]:
             return False
+        self.changed_kinds[sid] = frozenset(
+            k
+            for k in KINDS
+            if current is None
+            or any(current[w].get(k) != state[w].get(k) for w in ("counts_1h", "counts_24h"))
+        )
         self.states[sid] = state
         return True
+
+    def apply_ack(self, ack: dict[str, Any]) -> bool:
+        """Record an operator's acknowledgement (once per ``ack_id``)."""
+        acks = self.acks.setdefault(ack["alert_id"], [])
+        if any(a["ack_id"] == ack["ack_id"] for a in acks):
+            return False
+        acks.append(ack)
+        return True
+
+    def apply_field_batch(self, batch: dict[str, Any]) -> bool:
+        """Keep the newest field events for the "recent" list (no feed message)."""
+        self.events.extend(batch["events"])
+        return False
+
+    def apply_report(self, report: dict[str, Any]) -> bool:
+        self.reports.append(report)
+        return False
+
+    def recent_events(
+        self, section: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        out = []
+        for event in reversed(self.events):
+            if section and not fnmatch.fnmatchcase(event["section_id"], section):
+                continue
+            if kind and event["kind"] != kind:
+                continue
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return out
+
+    def recent_reports(self, country: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        out = [r for r in reversed(self.reports) if not country or r.get("country") == country]
+        return out[:limit]
 
     def apply_alert(self, alert: dict[str, Any]) -> bool:
         """Append a transition unless its ``seq`` is already known."""
@@ -97,7 +149,7 @@ class View:
 
         ``severity`` is a minimum; ``since``/``before`` bound ``updated_at``
         (``before`` pages backwards: pass the last item's ``updated_at``)."""
-        latest = [h[-1] for h in self.alerts.values() if h]
+        latest = [self._with_acks(h[-1]) for h in self.alerts.values() if h]
         if status:
             latest = [a for a in latest if a["status"] == status]
         if section:
@@ -147,8 +199,23 @@ class View:
             "firing_alerts": self.alert_list(status="firing", limit=self.max_alerts),
         }
 
+    def _with_acks(self, transition: dict[str, Any]) -> dict[str, Any]:
+        acks = self.acks.get(transition["alert_id"], [])
+        return {**transition, "acked": bool(acks), "acks": len(acks)}
+
     def alert(self, alert_id: str) -> list[dict[str, Any]] | None:
         return self.alerts.get(alert_id)
+
+    def alert_detail(self, alert_id: str) -> dict[str, Any] | None:
+        history = self.alerts.get(alert_id)
+        if not history:
+            return None
+        return {
+            "alert_id": alert_id,
+            "current": self._with_acks(history[-1]),
+            "transitions": history,
+            "acks": self.acks.get(alert_id, []),
+        }
 
     def level_rank(self, section_id: str) -> int:
         state = self.states.get(section_id)

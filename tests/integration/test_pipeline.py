@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -105,7 +106,9 @@ def test_websocket_receives_section_update(
             if message["type"] == "section_state" and message["payload"]["section_id"] == "PL-KUZ":
                 break
         assert message["payload"]["counts_24h"]["detection"] == 7
-        assert message["cursor"].startswith(deployment.prefix + "section-state:")
+        # The cursor names the section-state partition the update came from.
+        assert re.fullmatch(r"([ska]\d+-\d+_?)+", message["cursor"]), message["cursor"]
+        assert message["cursor"] != snapshot["cursor"]
 
 
 def test_crossing_threshold_raises_exactly_one_alert(

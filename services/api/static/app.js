@@ -263,7 +263,8 @@ function loadSections(list) {
 
 function handle(message) {
   switch (message.type) {
-    case "snapshot": {
+    case "snapshot":
+    case "resync": { // resync: the full picture again, after a gap the server could not replay
       loadSections(message.payload.sections);
       const firing = new Set();
       for (const a of message.payload.alerts) {
@@ -438,7 +439,7 @@ function renderTable() {
       tabindex: 0,
     },
     el("td", { class: "id", "data-col": "section_id" }, s.section_id),
-    el("td", { "data-col": "name" }, s.name || ""),
+    el("td", { "data-col": "name", title: s.name || "" }, s.name || ""),
     el("td", { "data-col": "country" }, s.country),
     el("td", { "data-col": "level" }, levelBadge(s.level)),
     num(crossings(s, "1h"), "crossing_1h"),
@@ -467,13 +468,15 @@ function renderTable() {
 
 // Schematic map: equirectangular projection (x scaled by cos of the mid latitude)
 // fitted to the bounding box of every centre and polyline point.
-const MAP_W = 600;
-const MAP_PAD = 70;
-const LABEL_PX = 15;
+const MAP_W = 540;
+const MAP_PAD = 60;
+const LABEL_PX = 17;
 
 function renderMap() {
   const map = $("#map");
-  const key = [...state.sections.keys()].join(",") + "|" + [...state.polylines.keys()].join(",");
+  // Rebuilt (labels re-placed) when sections, outlines or levels change; cheap for ~20.
+  const key = [...state.sections.values()].map((s) => `${s.section_id}:${s.level}`).join(",")
+    + "|" + [...state.polylines.keys()].sort().join(",");
   if (key !== state.mapKey) {
     buildMap(map);
     state.mapKey = key;
@@ -481,10 +484,7 @@ function renderMap() {
   for (const g of map.querySelectorAll("g.sec")) {
     const s = state.sections.get(g.dataset.section);
     if (!s) continue;
-    g.dataset.level = s.level;
     g.classList.toggle("selected", s.section_id === state.selected);
-    const word = g.querySelector(".lvl");
-    word.textContent = s.level === "low" ? "" : ` ${s.level.toUpperCase()}`;
     g.querySelector("title").textContent =
       `${s.section_id} ${s.name}: ${s.level}; ${crossings(s, "24h")} crossing attempts in 24 h`;
   }
@@ -521,22 +521,27 @@ function buildMap(map) {
       svg("text", { x: x + 4, y: height - 6 }, `${lon}°E`));
   }
 
-  // Country names at the west of their sections' centres (the EU side).
+  // Country names in the left margin, level with their sections (the EU side is west).
   const countries = svg("g", { class: "countries" });
   const byCountry = new Map();
   for (const s of sections) {
     const list = byCountry.get(s.country) || [];
-    list.push(xy(s.centre.lat, s.centre.lon));
+    list.push(xy(s.centre.lat, s.centre.lon)[1]);
     byCountry.set(s.country, list);
   }
-  for (const [code, list] of byCountry) {
-    const x = Math.max(30, Math.min(...list.map((p) => p[0])) - 70);
-    const y = list.reduce((t, p) => t + p[1], 0) / list.length;
-    countries.append(svg("text", { x, y }, code));
+  const countryBoxes = [];
+  for (const [code, ys] of byCountry) {
+    const y = ys.reduce((t, v) => t + v, 0) / ys.length;
+    countries.append(svg("text", { x: 8, y: y + 10 }, code));
+    countryBoxes.push({ x0: 0, x1: 60, y0: y - 18, y1: y + 16 });
   }
 
   const marks = svg("g", { class: "marks" });
-  const placed = [];
+  // Markers first, so no label covers another section's marker.
+  const placed = sections.map((s) => {
+    const [cx, cy] = xy(s.centre.lat, s.centre.lon);
+    return { x0: cx - 11, x1: cx + 11, y0: cy - 11, y1: cy + 11 };
+  }).concat(countryBoxes);
   for (const s of sections) {
     const [cx, cy] = xy(s.centre.lat, s.centre.lon);
     const poly = (state.polylines.get(s.section_id) || []).map(([la, lo]) => xy(la, lo).map((v) => v.toFixed(1)).join(","));
@@ -546,38 +551,46 @@ function buildMap(map) {
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(s.section_id); } },
     }, svg("title", {}, s.section_id));
     if (poly.length > 1) g.append(svg("polyline", { class: "border", points: poly.join(" ") }));
-    const [lx, ly, anchor] = placeLabel(cx, cy, (s.section_id.length + 9) * LABEL_PX * 0.6, placed);
-    if (Math.hypot(lx - cx, ly - cy) > 24) {
+    // The level word follows the id for every level above low.
+    const word = s.level === "low" ? "" : ` ${s.level.toUpperCase()}`;
+    const width = (s.section_id.length + word.length) * LABEL_PX * 0.62;
+    const [lx, ly, anchor] = placeLabel(cx, cy, width, placed);
+    if (Math.hypot(lx - cx, ly - 5 - cy) > 20) {
       g.append(svg("line", { class: "leader", x1: cx, y1: cy, x2: lx, y2: ly - LABEL_PX * 0.35 }));
     }
     g.append(
       svg("circle", { class: "marker", cx, cy, r: 9 }),
       svg("text", { class: "label", x: lx, y: ly, "text-anchor": anchor },
-        svg("tspan", { class: "sid" }, s.section_id), svg("tspan", { class: "lvl" }, "")),
+        svg("tspan", { class: "sid" }, s.section_id), svg("tspan", { class: "lvl" }, word)),
     );
     marks.append(g);
   }
   map.replaceChildren(grid, countries, marks);
 }
 
-// Greedy label placement: the first candidate position whose box hits no placed box.
+// Greedy label placement: the first candidate position (right, left, then further
+// up or down with a leader line) whose box overlaps no marker and no earlier label.
 function placeLabel(cx, cy, w, placed) {
-  const h = LABEL_PX + 4;
-  const candidates = [];
-  for (const d of [0, 1, 2, 3]) {
-    const dy = d * (h + 2);
-    candidates.push([cx + 14, cy + 5 - dy, "start"], [cx + 14, cy + 5 + dy, "start"],
-      [cx - 14, cy + 5 - dy, "end"], [cx - 14, cy + 5 + dy, "end"]);
-  }
-  for (const [x, y, anchor] of candidates) {
-    const box = { x0: anchor === "start" ? x : x - w, x1: anchor === "start" ? x + w : x, y0: y - h + 4, y1: y + 4 };
-    if (box.x0 < 0 || box.x1 > MAP_W) continue;
-    if (!placed.some((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1)) {
-      placed.push(box);
-      return [x, y, anchor];
+  const h = LABEL_PX + 2;
+  const candidates = [[cx + 14, cy + 6, "start"], [cx - 14, cy + 6, "end"]];
+  for (const d of [1, 2, 3, 4]) {
+    for (const sign of [-1, 1]) {
+      const y = cy + 6 + sign * d * h;
+      candidates.push([cx + 14 + d * 6, y, "start"], [cx - 14 - d * 6, y, "end"]);
     }
   }
-  return [cx + 14, cy + 5, "start"];
+  let best = null;
+  for (const [x, y, anchor] of candidates) {
+    const box = { x0: anchor === "start" ? x : x - w, x1: anchor === "start" ? x + w : x,
+      y0: y - LABEL_PX, y1: y + 3 };
+    if (box.x0 < 0 || box.x1 > MAP_W) continue;
+    const hits = placed.filter((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1).length;
+    if (!best || hits < best.hits) best = { hits, box, at: [x, y, anchor] };
+    if (hits === 0) break;
+  }
+  if (!best) return [cx - 14, cy + 6, "end"];
+  placed.push(best.box);
+  return best.at;
 }
 
 function renderAlerts() {
@@ -633,8 +646,7 @@ function renderDetail() {
   body.replaceChildren(
     el("div", { class: "detail-meta" }, "last event ", agoSpan(d.last_event_at),
       (d.firing_alerts || []).length ? ` · firing: ${d.firing_alerts.join(", ")}` : ""),
-    hourlyChart(d.hourly || []),
-    counts);
+    el("div", { class: "detail-grid" }, hourlyChart(d.hourly || []), counts));
 }
 
 // 24 grouped bars, oldest hour on the left: crossing attempts and detections.
