@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install borderwatch with its dev tools
+install: $(STAMP) ## create .venv, install borderwatch, its dev tools and the Kafka jars
 	$(BIN)/borderwatch broker install
+
+system-deps: ## Debian packages the tests need (chromium, promtool, alertmanager)
+	./scripts/system-deps.sh
 
 run: install ## start the whole system on the embedded broker, with demo data
 	$(BIN)/borderwatch up --demo
 
-test: install ## run the whole test suite (unit, integration on real Kafka, smoke)
+test: install system-deps ## run the whole test suite (unit, integration on real Kafka, e2e, smoke)
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests only (no network)
@@ -40,5 +43,6 @@ schemas: $(STAMP) ## re-export the JSON Schema files from the models
 
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
+	$(BIN)/python -m bench.ingest
 
-.PHONY: help install run test unit lint typecheck schemas bench
+.PHONY: help install system-deps run test unit lint typecheck schemas bench
