@@ -26,7 +26,6 @@ from services.runtime.broker import free_port
 from tests.integration.conftest import (  # noqa: F401  (fixtures re-exported)
     Deployment,
     deployment,
-    kafka,
     start_worker,
 )
 

@@ -31,20 +31,9 @@ from services.common.kafka import ensure_topics, make_consumer
 from services.common.settings import CommonSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from services.runtime.broker import EmbeddedKafka, free_port, tail
+from services.runtime.broker import free_port, tail
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"), heap="768m")
-    broker.start()
-    try:
-        broker.wait_ready(timeout=90)
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @dataclass
