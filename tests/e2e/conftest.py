@@ -26,6 +26,7 @@ from services.runtime.broker import free_port
 from tests.integration.conftest import (  # noqa: F401  (fixtures re-exported)
     Deployment,
     deployment,
+    ingest,
     start_worker,
 )
 

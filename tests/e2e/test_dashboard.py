@@ -7,8 +7,7 @@ HTTP -> ingest -> Kafka -> aggregator worker -> Kafka -> API (uvicorn, auth on)
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ from playwright.sync_api import Page, expect
 
 from services.common.catalogue import Catalogue
 from services.common.settings import DEFAULT_CONFIG_DIR
-from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import IngestSettings
 from tests.e2e.conftest import ApiServer
-from tests.integration.conftest import Deployment, Worker, wait_until
+from tests.integration.conftest import Deployment, Worker, event
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +28,7 @@ SCREENSHOT = Path("/tmp/dashboard.png")
 
 
 def crossing(section: str, count: int) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "kind": "crossing_attempt",
-        "section_id": section,
-        "observed_at": datetime.now(UTC).isoformat(),
-        "count": count,
-        "source": {"type": "thermal_camera", "id": "TC-1"},
-        "confidence": "high",
-    }
-
-
-@pytest.fixture
-def ingest(deployment: Deployment) -> Iterator[TestClient]:
-    settings = IngestSettings(
-        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
-    )
-    with TestClient(create_ingest(settings)) as client:
-        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
-        yield client
+    return event(section, "crossing_attempt", count, datetime.now(UTC))
 
 
 def post(ingest: TestClient, section: str, count: int, n: int = 1) -> None:
