@@ -11,6 +11,7 @@ fall and their alerts resolve without any new event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -173,9 +174,18 @@ def _decode(event: Any) -> list[dict[str, Any]] | None:
         return None
 
 
+# The agent and the timer both update sections; one at a time, so a section's
+# publications reach Kafka in the order their versions were given.
+_turn = asyncio.Lock()
+
+
 async def handle(batch: Iterable[Any], now: float | None = None) -> None:
     """Count a batch of input records and publish each touched section once."""
-    now = time.time() if now is None else now
+    async with _turn:
+        await _handle(batch, time.time() if now is None else now)
+
+
+async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
     outcome = BatchOutcome()
     for event in batch:
@@ -224,7 +234,11 @@ async def tick() -> None:
     fall, alerts resolve, silent sections are noticed, with no new event."""
     if app.rebalancing:
         return
-    now = time.time()
+    async with _turn:
+        await _tick(time.time())
+
+
+async def _tick(now: float) -> None:
     active = _active_partitions()
     owned = 0
     outboxes = []
@@ -243,12 +257,9 @@ async def tick() -> None:
 
 
 def _ready() -> bool:
+    """Joined the group, tables recovered, counting."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]
-    return (
-        not app.rebalancing
-        and recovery.completed.is_set()
-        and bool(_active_partitions() or app.consumer.assignment() is not None)
-    )
+    return not app.rebalancing and bool(recovery.completed.is_set())
 
 
 @app.page("/metrics")
