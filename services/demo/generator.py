@@ -36,6 +36,8 @@ log = logging.getLogger("borderwatch.demo")
 # Relative pressure by country (Latvia's worst day: 164 attempts; the whole
 # border: > 200 a day is "usual").
 COUNTRY_WEIGHT = {"LV": 1.0, "LT": 0.7, "PL": 1.3}
+GROUPS_PER_DAY = 1.5
+HOT_GROUPS_PER_HOUR = 5.0
 SOURCES = {
     "detection": ["thermal_camera", "drone", "fence_sensor", "ground_sensor"],
     "crossing_attempt": ["thermal_camera", "fence_sensor", "patrol", "drone"],
@@ -83,15 +85,15 @@ class Scenario:
         """Events for the ``seconds`` of time ending at ``ts``."""
         night = night_factor(ts)
         for section in self.sections:
-            weight = COUNTRY_WEIGHT.get(section.country, 1.0) * (
-                4.0 if section.id in self.hot else 1.0
-            )
-            # ~ 8 groups a day on an ordinary section, more at night and on hot ones.
-            rate = 8 / 86400 * weight * night * seconds
             if section.id in self.hot:
-                rate *= 60  # a surge: the demo should show alerts within seconds
-            groups = self._poisson(rate)
-            for _ in range(groups):
+                # A surge: a group every ~12 minutes, so alerts fire within seconds.
+                rate = HOT_GROUPS_PER_HOUR / 3600 * seconds
+            else:
+                # ~1.5 groups a day on an ordinary section: with 18 sections about
+                # 250 people a day across the border, the "usual" level.
+                weight = COUNTRY_WEIGHT.get(section.country, 1.0)
+                rate = GROUPS_PER_DAY / 86400 * weight * night * seconds
+            for _ in range(self._poisson(rate)):
                 size = max(1, int(self.rng.lognormvariate(2.0, 0.7)))
                 t = ts - self.rng.uniform(0, seconds)
                 yield self._event(section, "detection", t, size)
@@ -102,7 +104,8 @@ class Scenario:
                     yield self._event(section, "incident", t + 120, 1)
                 if self.rng.random() < 0.02:
                     yield self._event(section, "humanitarian", t + 900, self.rng.randint(1, 3))
-            if self.rng.random() < 0.0005 * seconds * weight:
+            # Military activity near the line: about once in three days a section.
+            if self.rng.random() < seconds / (3 * 86400):
                 yield self._event(section, "military_activity", ts, self.rng.randint(1, 4))
 
     def _poisson(self, lam: float) -> int:
