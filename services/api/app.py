@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 
+from services.api.alertmanager import AlertmanagerPusher
 from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
 from services.api.routes import router
@@ -52,6 +53,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         recent_reports=settings.recent_reports,
     )
     hub = Hub(settings.feed_queue_size, settings.feed_replay_size)
+    pusher = (
+        AlertmanagerPusher(
+            settings.alertmanager_url,
+            view,
+            resend_seconds=settings.alertmanager_resend_seconds,
+            timeout=settings.alertmanager_timeout,
+            public_url=settings.public_url,
+        )
+        if settings.alertmanager_url
+        else None
+    )
 
     def on_change(kind: str, payload: dict[str, Any], partition: int, offset: int) -> None:
         VIEW_UPDATES.labels(kind).inc()
@@ -74,6 +86,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 country=payload["country"],
                 severity=payload["severity"],
             )
+            if pusher is not None:
+                pusher.on_transition(payload)
         elif kind == "ack":
             current = (view.alert(payload["alert_id"]) or [{}])[-1]
             hub.publish(
@@ -101,13 +115,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reader = reader
         app.state.producer = producer
         task: asyncio.Task[None] | None = None
+        push_task: asyncio.Task[None] | None = None
         try:
             await _start_with_retry(consumer)
             await _start_with_retry(producer)
             task = asyncio.create_task(reader.run(), name="view-consumer")
+            if pusher is not None:
+                push_task = asyncio.create_task(pusher.run(reader.ready), name="alertmanager")
             yield
         finally:
             hub.close_all()
+            if push_task is not None:
+                push_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await push_task
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

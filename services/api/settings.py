@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.common.settings import HttpServiceSettings
 
@@ -23,3 +23,24 @@ class ApiSettings(HttpServiceSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (closed by default)."
     )
+    alertmanager_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Alertmanager base URL (alerts go to {url}/api/v2/alerts); unset = no push.",
+    )
+    alertmanager_resend_seconds: float = Field(
+        60.0, gt=0, description="Firing alerts are re-sent to Alertmanager this often."
+    )
+    alertmanager_timeout: float = Field(
+        2.0, gt=0, description="Longest wait for one request to Alertmanager."
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="This API's public base URL, for links in what it sends elsewhere.",
+    )
+
+    @field_validator("alertmanager_url", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

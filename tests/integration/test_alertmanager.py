@@ -1,0 +1,214 @@
+"""Alert transitions reach a real Alertmanager, from every API replica, and heal after an outage.
+
+The real ``prometheus-alertmanager`` (Debian package, 0.25; ``make system-deps``
+installs it) runs on free 127.0.0.1 ports with clustering off and its data in
+a temporary directory. Two API replicas run as real uvicorn processes and
+push to it; transitions are written to the test's alerts topic as the
+aggregator would write them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.api.alertmanager import rfc3339
+from services.runtime.broker import free_port, tail
+from tests.integration.conftest import Deployment, wait_until
+from tests.integration.test_api import ApiProcess, produce
+
+pytestmark = pytest.mark.integration
+
+BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+CONFIG = """\
+route:
+  receiver: "null"
+receivers:
+  - name: "null"
+"""
+ALERT_ID = "crossings-24h.LV-KRA.1"
+PUBLIC = "http://bw.example.test"
+
+
+class Alertmanager:
+    def __init__(self, workdir: Path, port: int) -> None:
+        assert BINARY is not None
+        self.url = f"http://127.0.0.1:{port}"
+        (workdir / "am-data").mkdir()
+        config = workdir / "alertmanager.yml"
+        config.write_text(CONFIG, encoding="utf-8")
+        self.log_path = workdir / "alertmanager.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    BINARY,
+                    f"--config.file={config}",
+                    f"--storage.path={workdir / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                    "--alerts.gc-interval=1s",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"alertmanager exited\n{tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        wait_until(ready, 15, "alertmanager ready")
+
+    def active(self, section: str) -> list[dict[str, Any]]:
+        """Alerts of ``section`` that Alertmanager counts as active (resolved ones are left out)."""
+        alerts = self.get("/api/v2/alerts?active=true&silenced=false&inhibited=false")
+        return [a for a in alerts if a["labels"].get("section") == section]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+def _transition(
+    seq: int, status: str, severity: str, started_at: str, value: int = 120
+) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "schema_version": 1,
+        "alert_id": ALERT_ID,
+        "seq": seq,
+        "rule": "crossings-24h",
+        "section_id": "LV-KRA",
+        "country": "LV",
+        "status": status,
+        "severity": severity,
+        "value": value,
+        "threshold": 100,
+        "window": "24h",
+        "started_at": started_at,
+        "updated_at": now,
+        "resolved_at": now if status == "resolved" else None,
+        "summary": f"LV-KRA: {value} crossing attempts in 24 h ≥ {severity} threshold 100",
+    }
+
+
+def _pushes(api: ApiProcess, outcome: str) -> float:
+    with urllib.request.urlopen(api.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    prefix = f'bw_api_alertmanager_pushes_total{{outcome="{outcome}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+@pytest.fixture
+def replicas(deployment: Deployment, tmp_path: Path) -> Iterator[tuple[list[ApiProcess], int]]:
+    """Two API replicas pushing to an Alertmanager port where nothing listens yet."""
+    if BINARY is None:
+        pytest.skip(
+            "prometheus-alertmanager not on PATH (Debian package `prometheus-alertmanager`; "
+            "`make system-deps` installs it)"
+        )
+    am_port = free_port()
+    env = {
+        "BW_AUTH_ENABLED": "false",
+        "BW_ALERTMANAGER_URL": f"http://127.0.0.1:{am_port}",
+        "BW_ALERTMANAGER_RESEND_SECONDS": "1",
+        "BW_ALERTMANAGER_TIMEOUT": "1",
+        "BW_PUBLIC_URL": PUBLIC,
+    }
+    apis = [ApiProcess(deployment, tmp_path / "tokens.json", tmp_path, **env) for _ in range(2)]
+    try:
+        for api in apis:
+            api.wait_ready()
+        yield apis, am_port
+    finally:
+        for api in apis:
+            api.stop()
+
+
+def test_transitions_reach_alertmanager_from_every_replica_and_heal_after_an_outage(
+    deployment: Deployment, replicas: tuple[list[ApiProcess], int], tmp_path: Path
+) -> None:
+    apis, am_port = replicas
+    started_at = datetime.now(UTC).isoformat()
+
+    # Alertmanager is down: the API counts the failures and keeps serving.
+    produce(deployment, [], [_transition(1, "firing", "high", started_at)])
+    wait_until(lambda: all(_pushes(a, "error") >= 1 for a in apis), 10, "failed pushes counted")
+    for api in apis:
+        status, alerts = api.request("/api/v1/alerts?status=firing", None)
+        assert status == 200 and [a["alert_id"] for a in alerts] == [ALERT_ID]
+
+    am = Alertmanager(tmp_path, am_port)
+    try:
+        am.wait_ready()
+        # The periodic re-send brings the firing alert in without a new transition.
+        wait_until(lambda: am.active("LV-KRA"), 10, "the firing alert in Alertmanager")
+        [alert] = am.active("LV-KRA")  # one alert although two replicas push it
+        assert alert["labels"] == {
+            "alertname": "crossings-24h",
+            "rule": "crossings-24h",
+            "section": "LV-KRA",
+            "country": "LV",
+            "severity": "high",
+        }
+        link = f"{PUBLIC}/api/v1/alerts/{ALERT_ID}"
+        assert alert["annotations"] == {
+            "summary": "LV-KRA: 120 crossing attempts in 24 h ≥ high threshold 100",
+            "value": "120",
+            "alert_id": ALERT_ID,
+            "url": link,
+        }
+        assert alert["generatorURL"] == link
+        assert alert["startsAt"] == rfc3339(started_at)
+        assert alert["status"]["state"] in {"active", "unprocessed"}
+        assert datetime.fromisoformat(alert["endsAt"]) > datetime.now(UTC)
+        wait_until(lambda: all(_pushes(a, "ok") >= 1 for a in apis), 5, "both replicas pushing")
+
+        # Severity change: the label set changes, never both at once.
+        produce(deployment, [], [_transition(2, "firing", "critical", started_at, 300)])
+        seen: list[list[str]] = []
+
+        def severities() -> list[str]:
+            now = sorted(a["labels"]["severity"] for a in am.active("LV-KRA"))
+            seen.append(now)
+            return now
+
+        wait_until(lambda: severities() == ["critical"], 10, "the critical label set only")
+        assert all(len(s) <= 1 for s in seen), seen
+        [alert] = am.active("LV-KRA")
+        assert alert["annotations"]["value"] == "300"
+
+        # The section calms: resolved, and the re-sends do not bring it back.
+        produce(deployment, [], [_transition(3, "resolved", "critical", started_at, 40)])
+        wait_until(lambda: not am.active("LV-KRA"), 10, "the alert resolved in Alertmanager")
+        time.sleep(2.5)  # more than two resend intervals
+        assert am.active("LV-KRA") == []
+        assert am.get("/api/v2/alerts") == []
+    finally:
+        am.stop()
