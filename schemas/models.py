@@ -112,11 +112,13 @@ PERSONAL_DATA_KEYS = (
     "plate",
 )
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def personal_data_reason(key: str) -> str | None:
     """Why an attribute key is refused as personal data, or None when it is fine."""
-    lowered = key.lower()
+    # camelCase counts as separate words too: faceImage -> face_image
+    lowered = _CAMEL.sub("_", key).lower()
     squashed = _WORD_SPLIT.sub("", lowered)
     parts = [p for p in _WORD_SPLIT.split(lowered) if p]
     for bad in PERSONAL_DATA_KEYS:

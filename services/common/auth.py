@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.common.errors import ConfigError
 
@@ -53,6 +54,8 @@ def _entries(raw: Any, where: str) -> dict[str, tuple[str, frozenset[str]]]:
         for field in ("id", "hash", "scopes"):
             if field not in entry:
                 raise ConfigError(f"{where}: entry {i + 1}: field {field!r} is missing")
+        if not isinstance(entry["scopes"], list):
+            raise ConfigError(f"{where}: entry {i + 1}: field 'scopes': expected a list")
         bad = set(entry["scopes"]) - set(SCOPES)
         if bad:
             raise ConfigError(
@@ -134,13 +137,27 @@ def token_from_request(request: Request) -> str | None:
     return None
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+# Declares the scheme in the OpenAPI document; the header is read by token_from_request.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="`Authorization: Bearer bw_<id>_<secret>` (`borderwatch token create`).",
+)
+
+
+def require(
+    scope: str,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
     """FastAPI dependency: the request's principal, which must hold ``scope``.
 
     The app keeps ``app.state.tokens`` (a TokenStore) and ``app.state.auth_enabled``.
+    401 without a token or with a wrong one, 403 when the token lacks ``scope``.
     """
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    ) -> Principal:
         if not request.app.state.auth_enabled:
             return ANONYMOUS
         token = token_from_request(request)

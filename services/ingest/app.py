@@ -8,23 +8,32 @@ variables (see README).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
 
+from schemas.models import FieldEvent, ReportEvent
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
-from services.common.kafka import make_producer
+from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
 from services.common.settings import load_settings
 from services.common.topics import Topics
-from services.ingest.producer import EventProducer
-from services.ingest.routes import router
+from services.ingest.deadletter import DeadLetterWriter
+from services.ingest.dedupe import Idempotency
+from services.ingest.metrics import RequestTimer
+from services.ingest.producer import KafkaGate
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.routes import ROUTES, Ingest, router
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -38,32 +47,53 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
     )
     topics = Topics(settings.topic_prefix)
+    idempotency = Idempotency(settings.dedupe_size, settings.dedupe_ttl_seconds)
+    gate = KafkaGate(
+        # Retries inside aiokafka stay within the request's deadline budget: the
+        # route answers 503 at the deadline; what was handed over may land later.
+        lambda: make_producer(settings, request_timeout_ms=30_000),
+        settle=idempotency.settle,
+        late_ack_seconds=settings.late_ack_seconds,
+    )
+
+    def consumer() -> AIOKafkaConsumer:
+        return make_consumer(settings, request_timeout_ms=5_000, enable_auto_commit=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(settings)
-        app.state.ready = False
-        starter = asyncio.create_task(_start_producer(producer, app))
-        app.state.events = EventProducer(
-            producer,
-            topics.field_events,
-            timeout=settings.produce_timeout,
-            record_max_events=settings.record_max_events,
+        ingest = Ingest(
+            settings=settings,
+            sections=frozenset(catalogue),
+            topics=topics,
+            idempotency=idempotency,
+            gate=gate,
+            dead_letters=DeadLetterWriter(gate, topics.dead_letter, settings.dead_letter_queue),
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            make_consumer=consumer,
+            dead_letter_reads=asyncio.Semaphore(2),
         )
+        app.state.ingest = ingest
+        restore_gc = _tune_gc()
+        tasks = [
+            asyncio.create_task(gate.keep_alive(), name="kafka-gate"),
+            asyncio.create_task(ingest.dead_letters.run(), name="dead-letters"),
+        ]
         try:
             yield
         finally:
-            starter.cancel()
-            try:
-                await producer.stop()
-            except Exception:
-                log.debug("producer stop failed", exc_info=True)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await gate.stop()
+            restore_gc()
 
     app = FastAPI(
         title="borderwatch ingest",
         version="1",
-        description="Posts field events into borderwatch. Every 2xx means the broker "
-        "acknowledged the accepted events.",
+        description="Posts field events and reports into borderwatch. Every 2xx means the "
+        "broker acknowledged (acks=all) every event listed as accepted or duplicate.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -71,22 +101,51 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.tokens = tokens
     app.state.auth_enabled = settings.auth_enabled
     install_error_handlers(app)
-    add_common_routes(app, ready=lambda: bool(app.state.ready))
+    add_common_routes(app, ready=lambda: gate.ready)
     app.include_router(router)
+    app.add_middleware(RequestTimer, routes=ROUTES)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-async def _start_producer(producer: object, app: FastAPI) -> None:
-    """Start the producer, retrying while the broker is not there yet."""
-    delay = 0.2
-    started = time.monotonic()
-    while True:
-        try:
-            await producer.start()  # type: ignore[attr-defined]
-            app.state.ready = True
-            log.info("producer connected after %.1fs", time.monotonic() - started)
-            return
-        except (KafkaError, OSError) as exc:
-            log.warning("broker not reachable yet (%r); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+def _tune_gc() -> Callable[[], None]:
+    """Make the cyclic garbage collector cheap for batch validation; returns the undo.
+
+    A batch of 1,000 events allocates ~8,000 GC-tracked objects (models, UUIDs,
+    datetimes), all freed by reference counting. With the default threshold (700)
+    each batch triggers several collections that walk the whole heap: measured on
+    the 2-core machine, validating 1,000 events took 13 ms with the defaults and
+    3.5-4.5 ms with the startup heap frozen and a 50,000 threshold.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+    def restore() -> None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+    return restore
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the request-body models the routes reference (they read
+    their bodies themselves, to stream them with a cap and accept NDJSON)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    _, defs = models_json_schema(
+        [(FieldEvent, "validation"), (ReportEvent, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model_schema in defs.get("$defs", {}).items():
+        components.setdefault(name, model_schema)
+    app.openapi_schema = schema
+    return schema

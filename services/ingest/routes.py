@@ -1,121 +1,515 @@
-"""HTTP routes of the ingest service."""
+"""HTTP routes of the ingest service: field events, report events, dead letters.
+
+Every 2xx means Kafka acknowledged (acks=all) every item listed as accepted or
+duplicate. Each response lists each item's outcome, so a client knows exactly
+what to resend.
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import math
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from prometheus_client import Counter, Histogram
+import orjson
+from aiokafka import AIOKafkaConsumer
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import TypeAdapter
 
-from schemas.models import FieldEvent
+from schemas.models import ReportEvent
 from services.common.auth import Principal, require
 from services.common.http import JSONBytes
-from services.ingest.producer import BrokerUnavailable
-from services.ingest.validation import BodyError, check_events, parse_body
+from services.common.topics import Topics
+from services.ingest.deadletter import DeadLetterWriter, dead_letter, read_recent
+from services.ingest.dedupe import Idempotency
+from services.ingest.errors import BodyError, BodyTooLarge, BrokerUnavailable
+from services.ingest.metrics import (
+    ACCEPTED,
+    BATCH_SIZE,
+    DUPLICATE,
+    RATE_LIMITED,
+    REJECTED,
+    REPORTS_ACCEPTED,
+    REPORTS_DUPLICATE,
+    REPORTS_REJECTED,
+    UNAVAILABLE,
+    count_rejections,
+)
+from services.ingest.producer import KafkaGate, Outgoing, section_records
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.responses import DeadLetters, ErrorBody, FieldEventsResult, ReportsResult
+from services.ingest.settings import IngestSettings
+from services.ingest.validation import (
+    NDJSON_TYPES,
+    Parsed,
+    Problem,
+    check_events,
+    check_reports,
+    media_kind,
+    read_items,
+)
 
 router = APIRouter()
 
-ACCEPTED = Counter(
-    "bw_ingest_events_accepted_total", "Field events acknowledged by Kafka", ["kind"]
-)
-REJECTED = Counter("bw_ingest_events_rejected_total", "Field events refused", ["reason"])
-UNAVAILABLE = Counter(
-    "bw_ingest_broker_unavailable_total", "Requests answered 503 because Kafka did not ack"
-)
-REQUEST_SECONDS = Histogram(
-    "bw_ingest_request_seconds",
-    "Field-event request latency",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-PRODUCE_SECONDS = Histogram(
-    "bw_ingest_produce_seconds",
-    "Time until Kafka acknowledged a request's records",
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-BATCH_SIZE = Histogram(
-    "bw_ingest_batch_events", "Events per request", buckets=(1, 10, 100, 1000, 5000, 10000)
-)
+FIELD_EVENTS = "/v1/field-events"
+REPORTS = "/v1/reports"
+DEAD_LETTER = "/v1/dead-letter"
+ROUTES = (FIELD_EVENTS, REPORTS, DEAD_LETTER)
 
-_EVENT_SCHEMA = FieldEvent.model_json_schema(ref_template="#/components/schemas/{model}")
-_BODY = {
-    "requestBody": {
+_REPORT: TypeAdapter[ReportEvent] = TypeAdapter(ReportEvent)
+
+
+@dataclass
+class Ingest:
+    """What the routes share; built by ``create_app``, clients started by its lifespan."""
+
+    settings: IngestSettings
+    sections: frozenset[str]  # catalogue ids: a set lookup, not a Mapping's __contains__
+    topics: Topics
+    idempotency: Idempotency
+    gate: KafkaGate
+    dead_letters: DeadLetterWriter
+    limiter: RateLimiter
+    make_consumer: Callable[[], AIOKafkaConsumer]
+    dead_letter_reads: asyncio.Semaphore
+
+
+def _ingest(request: Request) -> Ingest:
+    ingest: Ingest = request.app.state.ingest
+    return ingest
+
+
+def admit(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: a principal holding ``scope`` (401/403), within its rate limit (429)."""
+
+    # A default, not an Annotated hint: hints are strings here (PEP 563) and FastAPI
+    # resolves them in module globals, where ``scope`` does not exist.
+    authenticated = Depends(require(scope))
+
+    async def dependency(request: Request, principal: Principal = authenticated) -> Principal:
+        limiter = _ingest(request).limiter
+        wait = limiter.take(principal.token_id)
+        if wait > 0:
+            RATE_LIMITED.inc()
+            retry = max(1, math.ceil(wait))
+            raise HTTPException(
+                429,
+                detail=f"more than {limiter.rate:g} requests/s with this token; "
+                f"retry after {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
+        return principal
+
+    return dependency
+
+
+# --- documentation ------------------------------------------------------------------
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
         "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/FieldEvent"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/FieldEvent"}},
-                    ]
-                }
-            },
-            "application/x-ndjson": {"schema": {"type": "string"}},
-        },
     }
 }
 
 
+def _responses(
+    ok: int, ok_model: type[Any], ok_text: str, body: bool = True
+) -> dict[int | str, Any]:
+    out: dict[int | str, Any] = {
+        ok: {"model": ok_model, "description": ok_text},
+        401: {"model": ErrorBody, "description": "No token, or not a valid one."},
+        403: {"model": ErrorBody, "description": "The token lacks the route's scope."},
+        422: {"model": ErrorBody, "description": "Invalid request; each bad field is named."},
+        429: {
+            "model": ErrorBody,
+            "description": "Too many requests with this token.",
+            "headers": _RETRY_AFTER,
+        },
+        503: {
+            "model": ErrorBody,
+            "description": "Kafka did not answer in time; nothing was accepted. Retry.",
+            "headers": _RETRY_AFTER,
+        },
+    }
+    if body:
+        out[413] = {"model": ErrorBody, "description": "Too large a body or too many items."}
+        out[415] = {"model": ErrorBody, "description": "Not JSON or NDJSON."}
+    return out
+
+
+def _body(component: str, max_items: int) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{component}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            ref,
+                            {"type": "array", "items": ref, "minItems": 1, "maxItems": max_items},
+                        ]
+                    }
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "One JSON object per line."}
+                },
+            },
+        }
+    }
+
+
+# --- the door -------------------------------------------------------------------------
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused (without reading it) when its Content-Length says it is too
+    large, and refused as soon as the stream passes ``limit`` otherwise."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _error(status: int, detail: str, **extra: Any) -> JSONBytes:
-    headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
-    return JSONBytes({"detail": detail, **extra}, status_code=status, headers=headers)
+    retry = extra.pop("retry_after", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    body: dict[str, Any] = {"detail": detail, **extra}
+    if retry is not None:
+        body["retry_after"] = retry
+    return JSONBytes(body, status_code=status, headers=headers)
+
+
+def _unavailable(
+    exc: BrokerUnavailable,
+    detail: str = "Kafka did not acknowledge in time; nothing was accepted, resend the request",
+) -> JSONBytes:
+    UNAVAILABLE.inc()
+    return _error(503, f"{detail} ({exc})", retry_after=2)
+
+
+@dataclass
+class _Intake:
+    parsed: Parsed
+    received_at: datetime
+    deadline: float
+    content_type: str
+
+
+async def _intake(
+    request: Request,
+    ingest: Ingest,
+    principal: Principal,
+    route: str,
+    what: str,
+    plural: str,
+    rejected: Any,
+) -> _Intake | Response:
+    """Read and parse the body within the limits, or the response that refuses it."""
+    loop = asyncio.get_running_loop()
+    settings = ingest.settings
+    # The deadline covers the whole request; keep a little for answering.
+    deadline = loop.time() + settings.produce_timeout - min(0.1, settings.produce_timeout / 10)
+    received_at = datetime.now(UTC)
+    content_type = request.headers.get("content-type", "")
+    kind = media_kind(content_type)
+    if kind is None:
+        return _error(
+            415,
+            f"unsupported Content-Type {content_type[:64]!r}: send application/json "
+            f"or {NDJSON_TYPES[0]}",
+        )
+    try:
+        body = await _read_capped(request, settings.max_body_bytes)
+    except BodyTooLarge:
+        return _error(
+            413,
+            f"body larger than the {settings.max_body_bytes}-byte limit (BW_MAX_BODY_BYTES)",
+            limit=settings.max_body_bytes,
+        )
+    try:
+        parsed = read_items(body, kind, settings.max_events, what, plural)
+    except BodyError as exc:
+        rejected.labels("body").inc()
+        ingest.dead_letters.offer(
+            dead_letter(
+                received_at=received_at,
+                route=route,
+                token_id=principal.token_id,
+                index=None,
+                item_id=None,
+                problems=[("(body)", str(exc))],
+                content_type=content_type,
+                original=body,
+                max_bytes=settings.dead_letter_max_bytes,
+            )
+        )
+        return _error(422, str(exc), errors=[{"field": "(body)", "reason": str(exc)}])
+    if len(parsed.items) > settings.max_events:
+        return _error(
+            413,
+            f"more than the {settings.max_events}-{what.split()[-1]} limit in one request "
+            "(BW_MAX_EVENTS)",
+            limit=settings.max_events,
+        )
+    BATCH_SIZE.labels(route).observe(len(parsed.items))
+    return _Intake(parsed, received_at, deadline, content_type)
+
+
+def _send_dead_letters(
+    ingest: Ingest,
+    intake: _Intake,
+    route: str,
+    principal: Principal,
+    problems: Sequence[Problem],
+) -> None:
+    by_index: dict[int, list[Problem]] = {}
+    for p in problems:
+        by_index.setdefault(p.index, []).append(p)
+    for index, item_problems in by_index.items():
+        ingest.dead_letters.offer(
+            dead_letter(
+                received_at=intake.received_at,
+                route=route,
+                token_id=principal.token_id,
+                index=index,
+                item_id=item_problems[0].event_id,
+                problems=[(p.field, p.reason) for p in item_problems],
+                content_type=intake.content_type,
+                original=intake.parsed.raw(index),
+                max_bytes=ingest.settings.dead_letter_max_bytes,
+            )
+        )
+
+
+async def _produce(
+    ingest: Ingest,
+    keys: Sequence[str],
+    records_for: Callable[[list[int]], list[Outgoing]],
+    deadline: float,
+) -> tuple[list[int], list[int]]:
+    """Produce what is new among ``keys``; (new, duplicate) positions once all is acked.
+
+    Raises BrokerUnavailable when Kafka did not acknowledge before the deadline,
+    neither this request's records nor those of an earlier request carrying some
+    of the same ids."""
+    claim = ingest.idempotency.claim(keys)
+    try:
+        records = records_for(claim.new)
+    except BaseException:
+        ingest.idempotency.settle([keys[p] for p in claim.new], False)
+        raise
+    await ingest.gate.publish(records, deadline)
+    if claim.waiting:
+        timeout = deadline - asyncio.get_running_loop().time()
+        others = [(keys[p], flight) for p, flight in claim.waiting]
+        if not await ingest.idempotency.wait(others, timeout):
+            raise BrokerUnavailable("an earlier request with the same ids was not acknowledged")
+    duplicate = sorted(claim.duplicate + [p for p, _ in claim.waiting])
+    return claim.new, duplicate
+
+
+# --- routes ---------------------------------------------------------------------------
 
 
 @router.post(
-    "/v1/field-events",
+    FIELD_EVENTS,
     status_code=202,
     tags=["ingest"],
     summary="Post one field event, a JSON array or NDJSON",
-    openapi_extra=_BODY,
-    responses={
-        202: {"description": "Accepted: the broker acknowledged every accepted event."},
-        413: {"description": "Too many events or too large a body; the limit is named."},
-        422: {"description": "No event was valid; each bad field is named."},
-        503: {"description": "Kafka did not acknowledge in time; nothing accepted. Retry."},
-    },
+    response_model=None,
+    openapi_extra=_body("FieldEvent", 10_000),
+    responses=_responses(
+        202,
+        FieldEventsResult,
+        "The broker acknowledged every accepted and duplicate event; rejected ones "
+        "are explained (resend those, fixed).",
+    ),
 )
 async def post_field_events(
-    request: Request, principal: Annotated[Principal, Depends(require("ingest:field"))]
-) -> JSONBytes:
-    started = time.perf_counter()
-    settings = request.app.state.settings
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        return _error(413, f"body larger than the {settings.max_body_bytes}-byte limit")
-    try:
-        items = parse_body(body, request.headers.get("content-type", ""), settings.max_events)
-    except BodyError as exc:
-        REJECTED.labels("body").inc()
-        return _error(422, str(exc), errors=[{"field": "(body)", "reason": str(exc)}])
-    if len(items) > settings.max_events:
-        return _error(413, f"more than the {settings.max_events}-event limit in one request")
-    BATCH_SIZE.observe(len(items))
+    request: Request, principal: Annotated[Principal, Depends(admit("ingest:field"))]
+) -> Response:
+    ingest = _ingest(request)
+    settings = ingest.settings
+    intake = await _intake(
+        request, ingest, principal, FIELD_EVENTS, "field event", "events", REJECTED
+    )
+    if isinstance(intake, Response):
+        return intake
+    # Parsing and validating a big batch holds the event loop for milliseconds: let
+    # it deliver other requests' acks in between (shorter waits, fuller pipeline).
+    await asyncio.sleep(0)
     checked = check_events(
-        items,
-        request.app.state.catalogue,
-        time.time(),
+        intake.parsed.items,
+        ingest.sections,
+        intake.received_at.timestamp(),
         settings.future_tolerance_seconds,
         settings.max_age_seconds,
+        raw=intake.parsed.array(),
     )
     rejected = [p.as_dict() for p in checked.problems]
-    for p in checked.problems:
-        REJECTED.labels("section" if p.field == "section_id" else "invalid").inc()
+    if checked.problems:
+        count_rejections(REJECTED, checked.problems)
+        _send_dead_letters(ingest, intake, FIELD_EVENTS, principal, checked.problems)
     if not checked.valid:
         return _error(422, "no valid event in the request", errors=rejected)
+    await asyncio.sleep(0)
     events = [e for _, e in checked.valid]
+    # orjson writes UUIDs in canonical form ~8x faster than str(uuid) in a loop.
+    keys: list[str] = orjson.loads(orjson.dumps([e.event_id for e in events]))
+    topic = ingest.topics.field_events
+
+    def records_for(new: list[int]) -> list[Outgoing]:
+        records = section_records(
+            [events[p] for p in new], settings.record_max_events, settings.record_max_bytes
+        )
+        return [
+            Outgoing(
+                topic,
+                r.section_id.encode(),
+                r.value,
+                r.timestamp_ms,
+                tuple(keys[new[i]] for i in r.positions),
+            )
+            for r in records
+        ]
+
     try:
-        took = await request.app.state.events.publish(events)
-    except BrokerUnavailable:
-        UNAVAILABLE.inc()
-        return _error(503, "Kafka did not acknowledge in time; nothing was accepted", retry_after=2)
-    PRODUCE_SECONDS.observe(took)
-    for e in events:
-        ACCEPTED.labels(e.kind.value).inc()
-    REQUEST_SECONDS.observe(time.perf_counter() - started)
+        new, duplicate = await _produce(ingest, keys, records_for, intake.deadline)
+    except BrokerUnavailable as exc:
+        return _unavailable(exc)
+    for kind, n in Tally(events[p].kind for p in new).items():
+        ACCEPTED.labels(kind.value).inc(n)
+    for kind, n in Tally(events[p].kind for p in duplicate).items():
+        DUPLICATE.labels(kind.value).inc(n)
     return JSONBytes(
         {
-            "accepted": [str(e.event_id) for e in events],
+            "accepted": [keys[p] for p in new],
+            "duplicate": [keys[p] for p in duplicate],
             "rejected": rejected,
         },
         status_code=202,
     )
+
+
+@router.post(
+    REPORTS,
+    status_code=202,
+    tags=["ingest"],
+    summary="Post one report event, a JSON array or NDJSON",
+    response_model=None,
+    openapi_extra=_body("ReportEvent", 10_000),
+    responses=_responses(
+        202,
+        ReportsResult,
+        "The broker acknowledged every accepted and duplicate report; rejected ones are explained.",
+    ),
+)
+async def post_reports(
+    request: Request, principal: Annotated[Principal, Depends(admit("ingest:report"))]
+) -> Response:
+    ingest = _ingest(request)
+    settings = ingest.settings
+    intake = await _intake(
+        request, ingest, principal, REPORTS, "report event", "reports", REPORTS_REJECTED
+    )
+    if isinstance(intake, Response):
+        return intake
+    checked = check_reports(
+        intake.parsed.items,
+        ingest.sections,
+        intake.received_at.timestamp(),
+        settings.future_tolerance_seconds,
+    )
+    rejected = [p.as_dict() for p in checked.problems]
+    if checked.problems:
+        count_rejections(REPORTS_REJECTED, checked.problems)
+        _send_dead_letters(ingest, intake, REPORTS, principal, checked.problems)
+    if not checked.valid:
+        return _error(422, "no valid report in the request", errors=rejected)
+    reports = [r for _, r in checked.valid]
+    keys = ["report:" + r.report_id for r in reports]
+    topic = ingest.topics.report_events
+    # Stamped with the arrival time, not published_at: an archived report must not
+    # fall out of the topic's retention the moment it is written.
+    arrival_ms = int(intake.received_at.timestamp() * 1000)
+
+    def records_for(new: list[int]) -> list[Outgoing]:
+        return [
+            Outgoing(
+                topic,
+                reports[p].country.encode(),
+                _REPORT.dump_json(reports[p], exclude_none=True),
+                arrival_ms,
+                (keys[p],),
+            )
+            for p in new
+        ]
+
+    try:
+        new, duplicate = await _produce(ingest, keys, records_for, intake.deadline)
+    except BrokerUnavailable as exc:
+        return _unavailable(exc)
+    for source_type, n in Tally(reports[p].source.type.value for p in new).items():
+        REPORTS_ACCEPTED.labels(source_type).inc(n)
+    for source_type, n in Tally(reports[p].source.type.value for p in duplicate).items():
+        REPORTS_DUPLICATE.labels(source_type).inc(n)
+    return JSONBytes(
+        {
+            "accepted": [reports[p].report_id for p in new],
+            "duplicate": [reports[p].report_id for p in duplicate],
+            "rejected": rejected,
+        },
+        status_code=202,
+    )
+
+
+@router.get(
+    DEAD_LETTER,
+    tags=["admin"],
+    summary="The most recent dead letters (refused items), newest first",
+    response_model=None,
+    responses=_responses(200, DeadLetters, "Newest first.", body=False),
+)
+async def get_dead_letters(
+    request: Request,
+    principal: Annotated[Principal, Depends(admit("admin"))],
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+) -> Response:
+    unknown = sorted(set(request.query_params) - {"limit"})
+    if unknown:  # a typo (``limt=5``) should not silently read 100
+        return _error(
+            422,
+            "invalid request",
+            errors=[
+                {"field": f"query.{name}"[:100], "reason": "unknown parameter"} for name in unknown
+            ],
+        )
+    ingest = _ingest(request)
+    timeout = ingest.settings.produce_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            async with ingest.dead_letter_reads:
+                items = await read_recent(
+                    ingest.make_consumer, ingest.topics.dead_letter, limit, timeout
+                )
+    except TimeoutError:
+        timed_out = BrokerUnavailable("reading the dead-letter topic timed out")
+        return _unavailable(timed_out, "Kafka did not answer in time")
+    except BrokerUnavailable as exc:
+        return _unavailable(exc, "Kafka did not answer in time")
+    return JSONBytes({"items": items})

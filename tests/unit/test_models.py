@@ -153,3 +153,8 @@ def test_events_are_immutable() -> None:
 
     with pytest.raises(ValidationError):
         event.count = 99  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key", ["faceImage", "phoneNumber", "firstName", "PassportNo"])
+def test_camel_case_personal_data_keys_are_refused(key: str) -> None:
+    assert personal_data_reason(key) is not None

@@ -189,3 +189,94 @@ def test_several_faults_of_one_event_are_all_reported() -> None:
 
     assert sorted(_fields(checked.problems)) == [(0, "count"), (0, "extra"), (0, "kind")]
     assert checked.rejected_indexes() == {0}
+
+
+# --- strict JSON types, one line per fault, bounded messages ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"count": "3"}, "count"),
+        ({"count": 3.5}, "count"),
+        ({"location": {"lat": False, "lon": 27.0}}, "location.lat"),
+        ({"schema_version": 2}, "schema_version"),
+        ({"observed_at": 1763800000}, "observed_at"),
+        ({"confidence": ["high"]}, "confidence"),
+    ],
+)
+def test_types_are_checked_as_strictly_as_the_json_schema_says(
+    change: dict[str, Any], field: str
+) -> None:
+    checked = _check([field_event(**change)])
+
+    assert _fields(checked.problems) == [(0, field)]
+
+
+def test_a_bad_attribute_value_is_one_problem_that_says_what_is_allowed() -> None:
+    checked = _check(
+        [
+            field_event(attributes={"terrain": "x" * 257}),
+            field_event(attributes={"terrain": ["forest"]}),
+        ]
+    )
+
+    assert [(p.index, p.field, p.reason) for p in checked.problems] == [
+        (0, "attributes.terrain", "String should have at most 256 characters"),
+        (
+            1,
+            "attributes.terrain",
+            "Input should be a string of at most 256 characters, a number or a boolean",
+        ),
+    ]
+
+
+def test_more_than_32_attributes_are_refused() -> None:
+    checked = _check(
+        [
+            field_event(attributes={f"k{i}": i for i in range(33)}),
+            field_event(attributes={f"k{i}": i for i in range(32)}),
+        ]
+    )
+
+    assert _fields(checked.problems) == [(0, "attributes")]
+    assert [i for i, _ in checked.valid] == [1]
+
+
+@pytest.mark.parametrize("key", ["name", "Passport_No", "phone-number", "face_image", "DOB"])
+def test_attribute_keys_naming_personal_data_are_refused_with_an_explanation(key: str) -> None:
+    [problem] = _check([field_event(attributes={key: "x"})]).problems
+
+    assert problem.field == "attributes"
+    assert f"attribute key {key!r} looks like personal data" in problem.reason
+    assert "never a person's identity" in problem.reason
+
+
+def test_field_paths_and_echoed_sections_stay_short() -> None:
+    checked = _check(
+        [
+            field_event(attributes={"k" * 10_000: 1}),
+            field_event(section_id="X" * 10_000),
+        ]
+    )
+
+    assert all(len(p.field) <= 201 and len(p.reason) < 300 for p in checked.problems)
+
+
+def test_the_raw_array_fast_path_gives_the_same_answer() -> None:
+    items = [field_event(), field_event(count=0), field_event(section_id="EE-NAR")]
+
+    slow = _check(items)
+    fast = check_events(items, SECTIONS, NOW, FUTURE, MAX_AGE, raw=orjson.dumps(items))
+
+    assert [p.as_dict() for p in fast.problems] == [p.as_dict() for p in slow.problems]
+    assert [(i, e) for i, e in fast.valid] == [(i, e) for i, e in slow.valid]
+
+
+def test_bytes_the_two_parsers_read_differently_fall_back_to_item_by_item() -> None:
+    items = [field_event(), field_event(count=0)]
+
+    checked = check_events(items, SECTIONS, NOW, FUTURE, MAX_AGE, raw=b"[not json")
+
+    assert _fields(checked.problems) == [(1, "count")]
+    assert [i for i, _ in checked.valid] == [0]

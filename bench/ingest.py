@@ -1,0 +1,327 @@
+"""Benchmark: field events/s accepted by ingest, beside a bare aiokafka producer.
+
+    python -m bench.ingest [--events 200000] [--batch 1000] [--clients 4]
+
+Starts a real embedded Kafka broker in a temporary directory and one ingest
+process as it runs in production (``uvicorn services.ingest.app:create_app
+--factory`` on 127.0.0.1, authentication on), then measures, in one run:
+
+- ingest: ``--clients`` concurrent HTTP clients each posting NDJSON batches of
+  ``--batch`` unique events with a bearer token; an event counts when its 202
+  listed it as accepted (so the broker acknowledged it, acks=all). Prints
+  events/s and the p50/p99 request latency.
+- ceiling: a bare aiokafka producer (acks=all, idempotent, the same settings
+  as ingest's) sending the same events, one record per event, ``--clients``
+  concurrent senders each waiting for the acks of one batch before sending the
+  next: what a client writing straight to Kafka would get.
+- for reference, the same bare producer sending the records ingest makes of
+  each batch (one per section, pre-serialised): Kafka's cost alone, without
+  HTTP, parsing and validation.
+
+Prints figures and the ratio; it is not a pass/fail test. The rate limit is
+turned off (it is a policy, not a cost); everything else is the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil  # type: ignore[import-untyped]
+
+from schemas.models import KINDS, FieldEvent
+from services.common.auth import create_token
+from services.common.catalogue import Catalogue
+from services.common.kafka import ensure_topics, make_producer
+from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings
+from services.ingest.producer import section_records
+from services.runtime.broker import EmbeddedKafka, free_port, tail
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_batches(n: int, batch: int, seed: int = 4) -> list[list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    sections = list(Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml"))
+    now = datetime.now(UTC)
+    events = [
+        {
+            "schema_version": 1,
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "kind": rng.choice(KINDS),
+            "section_id": rng.choice(sections),
+            "observed_at": (now - timedelta(seconds=rng.uniform(0, 3600))).isoformat(),
+            "count": rng.randint(1, 12),
+            "source": {"type": "thermal_camera", "id": f"TC-{rng.randint(1, 40)}"},
+            "confidence": rng.choice(["low", "medium", "high"]),
+            "location": {
+                "lat": round(rng.uniform(53, 56), 5),
+                "lon": round(rng.uniform(23, 28), 5),
+            },
+        }
+        for _ in range(n)
+    ]
+    return [events[i : i + batch] for i in range(0, n, batch)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- ingest over HTTP ------------------------------------------------------------------
+
+
+def start_ingest(
+    bootstrap: str, prefix: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    tokens = workdir / "tokens.json"
+    token = create_token(tokens, ["ingest:field"], "bench")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env.update(
+        {
+            "BW_KAFKA_BOOTSTRAP": bootstrap,
+            "BW_TOPIC_PREFIX": prefix,
+            "BW_TOKENS_FILE": str(tokens),
+            "BW_RATE_LIMIT_PER_SECOND": "0",
+            "BW_LOG_LEVEL": "WARNING",
+        }
+    )
+    log = (workdir / "ingest.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.ingest.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ingest exited:\n{tail(workdir / 'ingest.log')}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, url, token
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"ingest not ready:\n{tail(workdir / 'ingest.log')}")
+
+
+async def post_all(
+    url: str, token: str, bodies: list[bytes], clients: int
+) -> tuple[int, float, list[float], int]:
+    """(events accepted, seconds, request latencies, failed requests)."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+    accepted = 0
+    failed = 0
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
+
+    async def client() -> None:
+        nonlocal accepted, failed
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
+            while not queue.empty():
+                body = queue.get_nowait()
+                started = time.perf_counter()
+                resp = await http.post("/v1/field-events", content=body)
+                latencies.append(time.perf_counter() - started)
+                if resp.status_code == 202:
+                    accepted += len(orjson.loads(resp.content)["accepted"])
+                else:
+                    failed += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return accepted, time.perf_counter() - started, latencies, failed
+
+
+# --- the ceiling: a bare producer ------------------------------------------------------
+
+
+async def produce_all(
+    settings: CommonSettings,
+    topic: str,
+    batches: list[list[tuple[bytes, bytes, int, int]]],
+    clients: int,
+) -> tuple[int, float, list[float]]:
+    """(records' events produced, seconds, per-batch latencies) -- batches of records."""
+    producer = make_producer(settings)
+    await producer.start()
+    queue: asyncio.Queue[list[tuple[bytes, bytes, int, int]]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+    latencies: list[float] = []
+    done = 0
+
+    async def sender() -> None:
+        nonlocal done
+        while not queue.empty():
+            records = queue.get_nowait()
+            started = time.perf_counter()
+            futures = [
+                await producer.send(topic, value=value, key=key, timestamp_ms=ts)
+                for key, value, ts, _ in records
+            ]
+            await asyncio.gather(*futures)
+            latencies.append(time.perf_counter() - started)
+            done += sum(n for *_, n in records)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(clients)))
+        took = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return done, took, latencies
+
+
+def ceiling_records(
+    batches: list[list[dict[str, Any]]],
+) -> list[list[tuple[bytes, bytes, int, int]]]:
+    """Exactly the records ingest produces for each batch: (key, value, timestamp, events)."""
+    out = []
+    for batch in batches:
+        events = [FieldEvent.model_validate(e) for e in batch]
+        out.append(
+            [
+                (r.section_id.encode(), r.value, r.timestamp_ms, len(r.positions))
+                for r in section_records(events, 500)
+            ]
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+
+    warmup = make_batches(20 * args.batch, args.batch, seed=99)
+    batches = make_batches(args.events, args.batch)
+    bodies = [b"\n".join(orjson.dumps(e) for e in batch) for batch in batches]
+    warm_bodies = [b"\n".join(orjson.dumps(e) for e in batch) for batch in warmup]
+    records = ceiling_records(batches)
+    warm_records = ceiling_records(warmup)
+    per_event = [
+        [(e["section_id"].encode(), orjson.dumps(e), 0, 1) for e in batch] for batch in batches
+    ]
+    # The client side holds every event in memory: keep the collector from walking
+    # that heap again and again (ingest does the same for its own start-up heap).
+    gc.collect()
+    gc.freeze()
+    size = sum(len(b) for b in bodies) / len(bodies)
+    print(
+        f"{args.events} events in NDJSON batches of {args.batch} ({size / 1024:.0f} KiB each), "
+        f"{args.clients} concurrent clients; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bw-bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        broker = EmbeddedKafka(workdir / "kafka", heap="768m")
+        broker.start()
+        ingest: subprocess.Popen[bytes] | None = None
+        try:
+            broker.wait_ready(timeout=90)
+            kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="bench.")
+            ceiling_kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="ceil.")
+            asyncio.run(ensure_topics(kafka, 6))
+            asyncio.run(ensure_topics(ceiling_kafka, 6))
+            ingest, url, token = start_ingest(broker.bootstrap, "bench.", workdir)
+
+            asyncio.run(post_all(url, token, warm_bodies, args.clients))
+            ingest_ps = psutil.Process(ingest.pid)
+            broker_ps = psutil.Process(broker.process.pid) if broker.process else None
+            cpu0 = ingest_ps.cpu_times()
+            bcpu0 = broker_ps.cpu_times() if broker_ps else None
+            accepted, took, latencies, failed = asyncio.run(
+                post_all(url, token, bodies, args.clients)
+            )
+            cpu1 = ingest_ps.cpu_times()
+            bcpu1 = broker_ps.cpu_times() if broker_ps else None
+            ingest_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+            broker_cpu = (
+                (bcpu1.user + bcpu1.system) - (bcpu0.user + bcpu0.system)
+                if bcpu0 and bcpu1
+                else float("nan")
+            )
+            rate = accepted / took
+
+            asyncio.run(produce_all(ceiling_kafka, "ceil.field-events", warm_records, args.clients))
+            produced, ctook, clat = asyncio.run(
+                produce_all(ceiling_kafka, "ceil.field-events", per_event, args.clients)
+            )
+            crate = produced / ctook
+            rproduced, rtook, rlat = asyncio.run(
+                produce_all(ceiling_kafka, "ceil.field-events", records, args.clients)
+            )
+            rrate = rproduced / rtook
+        finally:
+            if ingest is not None and ingest.poll() is None:
+                os.killpg(ingest.pid, signal.SIGTERM)
+                try:
+                    ingest.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(ingest.pid, signal.SIGKILL)
+            broker.stop()
+
+    ms = 1000
+    print(
+        f"ingest (HTTP, validate, dedupe, acks=all): {rate:>9,.0f} events/s accepted "
+        f"({accepted:,} in {took:.1f}s, {failed} failed requests); request latency "
+        f"p50 {statistics.median(latencies) * ms:.0f} ms, p99 {percentile(latencies, 0.99) * ms:.0f} ms; "
+        f"CPU: ingest {ingest_cpu / took:.0%}, broker {broker_cpu / took:.0%} of one core"
+    )
+    print(
+        f"ceiling: bare aiokafka producer, one record per event, acks=all: {crate:>9,.0f} events/s "
+        f"({produced:,} in {ctook:.1f}s); batch latency p50 {statistics.median(clat) * ms:.0f} ms, "
+        f"p99 {percentile(clat, 0.99) * ms:.0f} ms"
+    )
+    print(f"ratio ingest / ceiling: {rate / crate:.2f}")
+    print(
+        f"(Kafka side alone: the same bare producer sending ingest's ready-made section "
+        f"records: {rrate:,.0f} events/s, batch p50 {statistics.median(rlat) * ms:.0f} ms; "
+        f"ingest / that: {rate / rrate:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
