@@ -25,6 +25,8 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 
 from schemas.models import KINDS, SEVERITY_ORDER, AckRequest, AlertAck, Kind, Severity
+from services.api import examples
+from services.api.examples import example
 from services.api.feeds import (
     CLOSE_TOO_SLOW,
     CursorError,
@@ -55,17 +57,34 @@ def _view(request: Request) -> View:
     "/api/v1/state",
     tags=["state"],
     summary="The whole picture: sections, per-country roll-ups, firing alerts",
+    responses=example(
+        {
+            "sections": [examples.SECTION],
+            "countries": [examples.COUNTRY],
+            "firing_alerts": [examples.ALERT],
+        }
+    ),
 )
 async def whole_picture(request: Request, _: ReadScope) -> dict[str, Any]:
     return _view(request).picture()
 
 
-@router.get("/api/v1/countries", tags=["state"], summary="Per-country roll-ups of the sections")
+@router.get(
+    "/api/v1/countries",
+    tags=["state"],
+    summary="Per-country roll-ups of the sections",
+    responses=example([examples.COUNTRY]),
+)
 async def list_countries(request: Request, _: ReadScope) -> list[dict[str, Any]]:
     return _view(request).countries()
 
 
-@router.get("/api/v1/sections", tags=["state"], summary="Every section with its level and counts")
+@router.get(
+    "/api/v1/sections",
+    tags=["state"],
+    summary="Every section with its level and counts",
+    responses=example([examples.SECTION]),
+)
 async def list_sections(request: Request, _: ReadScope) -> list[dict[str, Any]]:
     return _view(request).sections()
 
@@ -74,7 +93,10 @@ async def list_sections(request: Request, _: ReadScope) -> list[dict[str, Any]]:
     "/api/v1/sections/{section_id}",
     tags=["state"],
     summary="One section with its polyline and the last 24 hourly buckets",
-    responses={404: {"description": "No such section in the catalogue"}},
+    responses={
+        **example(examples.SECTION_DETAIL),
+        404: {"description": "No such section in the catalogue"},
+    },
 )
 async def get_section(section_id: str, request: Request, _: ReadScope) -> dict[str, Any]:
     section = _view(request).section(section_id, detail=True)
@@ -84,7 +106,10 @@ async def get_section(section_id: str, request: Request, _: ReadScope) -> dict[s
 
 
 @router.get(
-    "/api/v1/alerts", tags=["alerts"], summary="Alerts, latest transition each, newest first"
+    "/api/v1/alerts",
+    tags=["alerts"],
+    summary="Alerts, latest transition each, newest first",
+    responses=example([examples.ALERT]),
 )
 async def list_alerts(
     request: Request,
@@ -118,7 +143,17 @@ def _aware(value: datetime | None) -> str | None:
     "/api/v1/alerts/{alert_id}",
     tags=["alerts"],
     summary="One alert: its current state, every transition and every acknowledgement",
-    responses={404: {"description": "Unknown alert"}},
+    responses={
+        **example(
+            {
+                "alert_id": examples.ALERT["alert_id"],
+                "current": examples.ALERT,
+                "transitions": [{**examples.ALERT, "seq": 1, "severity": "medium"}, examples.ALERT],
+                "acks": [examples.ACK],
+            }
+        ),
+        404: {"description": "Unknown alert"},
+    },
 )
 async def get_alert(alert_id: str, request: Request, _: ReadScope) -> dict[str, Any]:
     detail = _view(request).alert_detail(alert_id)
@@ -133,7 +168,10 @@ async def get_alert(alert_id: str, request: Request, _: ReadScope) -> dict[str, 
     status_code=202,
     summary="Acknowledge a firing alert (scope `ack`)",
     responses={
-        202: {"description": "The acknowledgement is in Kafka; every replica shows it within 1 s"},
+        202: {
+            "description": "The acknowledgement is in Kafka; every replica shows it within 1 s",
+            "content": {"application/json": {"example": examples.ACK}},
+        },
         404: {"description": "Unknown alert"},
         409: {"description": "The alert is already resolved"},
         503: {"description": "Kafka did not acknowledge in time; retry"},

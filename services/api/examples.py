@@ -1,0 +1,85 @@
+"""Example responses for the API's OpenAPI document (what operators and
+integrators see in /docs). They follow the contract models' shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_COUNTS = {
+    "detection": 61,
+    "crossing_attempt": 57,
+    "apprehension": 31,
+    "incident": 2,
+    "military_activity": 0,
+    "humanitarian": 1,
+}
+_QUIET = dict.fromkeys(_COUNTS, 0)
+
+SECTION: dict[str, Any] = {
+    "section_id": "LV-KRA",
+    "name": "Krāslava",
+    "country": "LV",
+    "neighbour": "BY",
+    "centre": {"lat": 55.85, "lon": 27.2},
+    "level": "high",
+    "counts_1h": {**_QUIET, "detection": 12, "crossing_attempt": 12},
+    "counts_24h": _COUNTS,
+    "counts_7d": {**_COUNTS, "crossing_attempt": 164, "detection": 190},
+    "last_event_at": "2026-11-22T03:12:00+00:00",
+    "firing_alerts": ["crossings-24h.LV-KRA.3"],
+    "version": 412,
+    "updated_at": "2026-11-22T03:12:04+00:00",
+}
+
+SECTION_DETAIL: dict[str, Any] = {
+    **SECTION,
+    "polyline": [[55.72, 27.0], [55.8, 27.12], [55.83, 27.26]],
+    "hourly": [
+        {"start": "2026-11-22T03:00:00+00:00", "counts": {**_QUIET, "crossing_attempt": 12}}
+    ],
+}
+
+ALERT: dict[str, Any] = {
+    "schema_version": 1,
+    "alert_id": "crossings-24h.LV-KRA.3",
+    "seq": 2,
+    "rule": "crossings-24h",
+    "section_id": "LV-KRA",
+    "country": "LV",
+    "status": "firing",
+    "severity": "high",
+    "value": 57,
+    "threshold": 50,
+    "window": "24h",
+    "started_at": "2026-11-22T01:40:00+00:00",
+    "updated_at": "2026-11-22T03:12:04+00:00",
+    "resolved_at": None,
+    "summary": "LV-KRA: 57 crossing attempts in 24 h ≥ high threshold 50",
+    "acked": True,
+    "acks": 1,
+}
+
+ACK: dict[str, Any] = {
+    "schema_version": 1,
+    "ack_id": "0b0c9a4e-2f0e-4a53-9d1a-5f3b8c2e7d11",
+    "alert_id": "crossings-24h.LV-KRA.3",
+    "seq": 2,
+    "by": "LV duty officer",
+    "comment": "patrol sent to the Daugava bend",
+    "acked_at": "2026-11-22T03:14:30+00:00",
+    "token_id": "3fa85f64",
+}
+
+COUNTRY: dict[str, Any] = {
+    "country": "LV",
+    "level": "high",
+    "sections": 5,
+    "counts_1h": {**_QUIET, "crossing_attempt": 12},
+    "counts_24h": {**_COUNTS, "crossing_attempt": 164},
+    "counts_7d": {**_COUNTS, "crossing_attempt": 457},
+    "firing_alerts": 2,
+}
+
+
+def example(value: Any, description: str = "OK") -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"example": value}}}}
