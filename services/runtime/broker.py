@@ -246,8 +246,8 @@ class EmbeddedKafka:
                     libs,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cid_file.read_text(encoding="utf-8").strip(),
+                    # "=" form: a generated id may start with "-" (1 in 64).
+                    "--cluster-id=" + cid_file.read_text(encoding="utf-8").strip(),
                     "-c",
                     str(props),
                     "--ignore-formatted",
