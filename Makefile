@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv, install borderwatch, its dev tools and the Kafka jars
 	$(BIN)/borderwatch broker install
+	@# The official AsyncAPI JSON Schemas (npm @asyncapi/specs, pinned) for the contract test.
+	@grep -qs '"version": "6.11.1"' .tools/node_modules/@asyncapi/specs/package.json || \
+		npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @asyncapi/specs@6.11.1
 
 system-deps: ## Debian packages the tests need (chromium, promtool, alertmanager)
 	./scripts/system-deps.sh
@@ -28,7 +31,7 @@ run: install ## start the whole system on the embedded broker, with demo data
 test: install system-deps ## run the whole test suite (unit, integration on real Kafka, e2e, smoke)
 	$(BIN)/pytest
 
-unit: $(STAMP) ## unit tests only (no network)
+unit: install ## unit tests only (no network)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP) ## ruff lint and format check
@@ -44,5 +47,6 @@ schemas: $(STAMP) ## re-export the JSON Schema files from the models
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.feeds
 
 .PHONY: help install system-deps run test unit lint typecheck schemas bench
