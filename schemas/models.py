@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -151,6 +152,21 @@ class Location(_Strict):
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
 
 
+def _no_personal_data(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        reason = personal_data_reason(key)
+        if reason:
+            raise ValueError(reason)
+    return value
+
+
+# Bounded free-form extras whose keys may never name personal data.
+Attributes = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue],
+    AfterValidator(_no_personal_data),
+]
+
+
 class FieldEvent(_Strict):
     """One observation from the field: a detection, crossing attempt, apprehension,
     incident, military activity or humanitarian case, with a count of persons or
@@ -187,18 +203,9 @@ class FieldEvent(_Strict):
     source: Source
     confidence: Confidence
     location: Location | None = None
-    attributes: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue
-    ] = Field(default_factory=dict, max_length=32, description="Bounded free-form extras.")
-
-    @field_validator("attributes")
-    @classmethod
-    def _no_personal_data(cls, value: dict[str, object]) -> dict[str, object]:
-        for key in value:
-            reason = personal_data_reason(key)
-            if reason:
-                raise ValueError(reason)
-        return value
+    attributes: Attributes = Field(
+        default_factory=dict, max_length=32, description="Bounded free-form extras."
+    )
 
 
 class FieldEventBatch(_Strict):
@@ -299,11 +306,6 @@ class ReportSource(_Strict):
     )
 
 
-ReportAttributes = dict[
-    Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue
-]
-
-
 class ReportFigure(_Strict):
     """One figure a report states: a count of one kind, optionally for a section and a period."""
 
@@ -312,18 +314,9 @@ class ReportFigure(_Strict):
     section_id: SectionId | None = None
     period_start: AwareDatetime | None = None
     period_end: AwareDatetime | None = None
-    attributes: ReportAttributes = Field(
+    attributes: Attributes = Field(
         default_factory=dict, max_length=32, description="Bounded free-form extras."
     )
-
-    @field_validator("attributes")
-    @classmethod
-    def _no_personal_data(cls, value: dict[str, object]) -> dict[str, object]:
-        for key in value:
-            reason = personal_data_reason(key)
-            if reason:
-                raise ValueError(reason)
-        return value
 
     @field_validator("period_end")
     @classmethod
