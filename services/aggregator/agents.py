@@ -235,6 +235,12 @@ async def tick() -> None:
     if app.rebalancing:
         return
     async with _turn:
+        # Checked again with the turn held: a rebalance may have started while we
+        # waited, and until its recovery ends the table does not hold the newly
+        # assigned sections yet; loading one then would start it from zero and
+        # overwrite its real state. (app.rebalancing stays true until recovery ends.)
+        if app.rebalancing:
+            return
         await _tick(time.time())
 
 

@@ -100,12 +100,34 @@ def _expected(events: list[dict[str, Any]], rules_path: Path) -> dict[str, dict[
 
 
 def _post_all(ingest: TestClient, events: list[dict[str, Any]], size: int = 1000) -> None:
+    """Post like a field unit: on 429/503 wait as told and resend the same events
+    (ingest answers ``duplicate`` for those it already has)."""
     for start in range(0, len(events), size):
-        resp = ingest.post("/v1/field-events", json=events[start : start + size])
+        chunk = events[start : start + size]
+        for _ in range(20):
+            resp = ingest.post("/v1/field-events", json=chunk)
+            if resp.status_code not in (429, 503):
+                break
+            time.sleep(float(resp.headers.get("retry-after", "1")))
         assert resp.status_code == 202, resp.text[:500]
         body = resp.json()
         assert body["rejected"] == []
-        assert len(body["accepted"]) == len(events[start : start + size])
+        assert len(body["accepted"]) + len(body["duplicate"]) == len(chunk)
+
+
+class _Poster(threading.Thread):
+    """Posts in the background and keeps its failure for the test to re-raise."""
+
+    def __init__(self, ingest: TestClient, events: list[dict[str, Any]], size: int) -> None:
+        super().__init__(daemon=True)
+        self.args_ = (ingest, events, size)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _post_all(*self.args_)
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
 
 
 def _produce_raw(dep: Deployment, events: list[dict[str, Any]]) -> None:
@@ -137,6 +159,23 @@ def _picture(api: TestClient) -> dict[str, dict[str, Any]]:
             "firing": {aid: firing[aid]["severity"] for aid in s["firing_alerts"] if aid in firing},
         }
     return out
+
+
+def _wait_for_picture(api: TestClient, expected: dict[str, dict[str, Any]], what: str) -> None:
+    """Wait until the API shows ``expected``; on time-out, name what differs."""
+    deadline = time.monotonic() + 120
+    while True:
+        got = _picture(api)
+        if got == expected:
+            return
+        if time.monotonic() > deadline:
+            diff = {
+                sid: {"got": got.get(sid), "want": want}
+                for sid, want in expected.items()
+                if got.get(sid) != want
+            }
+            raise AssertionError(f"timed out waiting for {what}; differs: {diff}")
+        time.sleep(0.2)
 
 
 def _assert_transitions_consistent(alerts: list[dict[str, Any]]) -> None:
@@ -203,7 +242,7 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
     retried = events[10_000:10_500]
     first = start_worker(BW_RULES_FILE=str(rules))
     # The stream keeps flowing while the worker dies and its successor starts.
-    poster = threading.Thread(target=_post_all, args=(ingest, events[:40_000], 500))
+    poster = _Poster(ingest, events[:40_000], 500)
     poster.start()
     try:
         wait_until(lambda: _counted(first) > 8_000, 60, "the first worker to be counting")
@@ -214,9 +253,11 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
     finally:
         poster.join(timeout=120)
     assert not poster.is_alive()
+    if poster.error is not None:
+        raise poster.error
     _post_all(ingest, events[40_000:])
     expected = _expected(events, rules)
-    wait_until(lambda: _picture(api) == expected, 120, "the picture of an uninterrupted run")
+    _wait_for_picture(api, expected, "the picture of an uninterrupted run")
     assert any(e["firing"] for e in expected.values()), "the test should exercise alerts"
     _assert_transitions_consistent(read_alerts(deployment, expect_at_least=1))
     duplicates = sum(
@@ -258,4 +299,4 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     _post_all(ingest, events[10_000:])
     wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
     expected = _expected(events, rules)
-    wait_until(lambda: _picture(api) == expected, 120, "exact counts after the hand-over")
+    _wait_for_picture(api, expected, "exact counts after the hand-over")
