@@ -26,7 +26,7 @@ from schemas.models import KINDS
 from services.aggregator.rules import load_rules
 from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
 from services.common.catalogue import Catalogue
-from services.common.kafka import make_producer
+from services.common.kafka import make_consumer, make_producer
 from services.common.settings import DEFAULT_CONFIG_DIR
 from tests.integration.conftest import Deployment, Worker, event, read_alerts, wait_until
 
@@ -161,7 +161,62 @@ def _picture(api: TestClient) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _wait_for_picture(api: TestClient, expected: dict[str, dict[str, Any]], what: str) -> None:
+def _states_on_topic(dep: Deployment, sections: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """(version, total 24 h count) of every state published for ``sections``."""
+
+    async def read() -> dict[str, list[tuple[int, int]]]:
+        consumer = make_consumer(dep.settings(), dep.prefix + "section-state")
+        await consumer.start()
+        out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        try:
+            while True:
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=10)
+                if not batch:
+                    break
+                for records in batch.values():
+                    for r in records:
+                        state = orjson.loads(r.value)
+                        if state["section_id"] in sections:
+                            out[state["section_id"]].append(
+                                (state["version"], sum(state["counts_24h"].values()))
+                            )
+        finally:
+            await consumer.stop()
+        return dict(out)
+
+    return asyncio.run(read())
+
+
+def _inputs_on_topic(dep: Deployment, sections: set[str]) -> dict[str, dict[str, int]]:
+    """Per section, the count sum per kind of the distinct event ids on the input topic."""
+
+    async def read() -> dict[str, dict[str, int]]:
+        consumer = make_consumer(dep.settings(), dep.prefix + "field-events")
+        await consumer.start()
+        seen: dict[str, dict[str, Any]] = {}
+        try:
+            while True:
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=10)
+                if not batch:
+                    break
+                for records in batch.values():
+                    for r in records:
+                        for e in orjson.loads(r.value)["events"]:
+                            if e["section_id"] in sections:
+                                seen[e["event_id"]] = e
+        finally:
+            await consumer.stop()
+        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+        for e in seen.values():
+            out[e["section_id"]][e["kind"]] += e["count"]
+        return {k: dict(v) for k, v in out.items()}
+
+    return asyncio.run(read())
+
+
+def _wait_for_picture(
+    api: TestClient, expected: dict[str, dict[str, Any]], what: str, dep: Deployment
+) -> None:
     """Wait until the API shows ``expected``; on time-out, name what differs."""
     deadline = time.monotonic() + 120
     while True:
@@ -174,7 +229,12 @@ def _wait_for_picture(api: TestClient, expected: dict[str, dict[str, Any]], what
                 for sid, want in expected.items()
                 if got.get(sid) != want
             }
-            raise AssertionError(f"timed out waiting for {what}; differs: {diff}")
+            states = _states_on_topic(dep, set(diff))
+            inputs = _inputs_on_topic(dep, set(diff))
+            raise AssertionError(
+                f"timed out waiting for {what}; differs: {diff}; states on the topic: {states}; "
+                f"distinct input events on the topic (count sum per kind): {inputs}"
+            )
         time.sleep(0.2)
 
 
@@ -257,7 +317,7 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
         raise poster.error
     _post_all(ingest, events[40_000:])
     expected = _expected(events, rules)
-    _wait_for_picture(api, expected, "the picture of an uninterrupted run")
+    _wait_for_picture(api, expected, "the picture of an uninterrupted run", deployment)
     assert any(e["firing"] for e in expected.values()), "the test should exercise alerts"
     _assert_transitions_consistent(read_alerts(deployment, expect_at_least=1))
     duplicates = sum(
@@ -299,4 +359,4 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     _post_all(ingest, events[10_000:])
     wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
     expected = _expected(events, rules)
-    _wait_for_picture(api, expected, "exact counts after the hand-over")
+    _wait_for_picture(api, expected, "exact counts after the hand-over", deployment)
