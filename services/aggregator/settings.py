@@ -30,12 +30,7 @@ class AggregatorSettings(CommonSettings):
         6.0, gt=0, description="Consumer group session timeout; the first join waits half of it."
     )
     commit_interval: float = Field(
-        3600.0,
-        gt=0,
-        description="Seconds between consumer-group offset commits. Exactness comes from the "
-        "input offsets and event ids each section stores, so after a crash a worker replays "
-        "from the last commit and skips what is counted; rare commits make that replay cover "
-        "more, and cheaply so at border-event volumes.",
+        1.0, gt=0, description="Seconds between consumer-group offset commits."
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
