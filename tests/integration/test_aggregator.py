@@ -290,8 +290,8 @@ def test_quiet_section_alert_resolves_by_wall_clock_alone(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known defect, issue 3 open: in some runs (about 1 in 6 under full-suite load) the "
-    "worker that takes over after SIGKILL ends with part of some sections' events uncounted, "
+    reason="known defect, issue 3 open: in full-suite runs (and about 1 in 8 runs of this file) "
+    "the worker that takes over after SIGKILL ends with part of some sections' events uncounted, "
     "although every event is on the input topic (the failure message shows both); root cause "
     "not found yet",
 )
