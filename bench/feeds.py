@@ -77,7 +77,8 @@ from services.common.catalogue import Catalogue
 from services.common.kafka import ensure_topics, make_consumer, make_producer
 from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings
 from services.common.topics import Topics
-from services.runtime.broker import EmbeddedKafka, free_port, tail
+from services.runtime.broker import EmbeddedKafka, free_port
+from services.runtime.supervisor import NotReady, wait_http_ready
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 6
@@ -113,18 +114,16 @@ class Service:
     url: str
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited:\n{tail(self.log, 40)}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"{self.name} not ready in {timeout}s:\n{tail(self.log, 40)}")
+        try:
+            wait_http_ready(
+                self.url + "/readyz",
+                self.process,
+                name=self.name,
+                log_path=self.log,
+                timeout=timeout,
+            )
+        except NotReady as exc:
+            raise SystemExit(str(exc)) from exc
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.process.poll() is not None:

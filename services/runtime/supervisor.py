@@ -75,6 +75,34 @@ class Child:
         return f"{how}; last lines of {self.log_path}:\n{tail(self.log_path)}"
 
 
+class NotReady(RuntimeError):
+    """A process exited, or did not answer ``/readyz`` with 200 in time."""
+
+
+def wait_http_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    name: str,
+    log_path: Path,
+    timeout: float,
+) -> None:
+    """Poll ``url`` until it answers 200; raise NotReady with the log's tail if
+    ``process`` exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NotReady(f"{name} exited ({process.returncode}):\n{tail(log_path, 40)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise NotReady(f"{name} not ready in {timeout:.0f}s:\n{tail(log_path, 40)}")
+
+
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []

@@ -32,6 +32,7 @@ from services.common.settings import CommonSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.runtime.broker import free_port, tail
+from services.runtime.supervisor import wait_http_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,18 +102,13 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"aggregator exited: {self.process.returncode}\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"aggregator not ready in {timeout}s\n{self.log()}")
+        wait_http_ready(
+            self.url + "/readyz",
+            self.process,
+            name="aggregator",
+            log_path=self.log_path,
+            timeout=timeout,
+        )
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:

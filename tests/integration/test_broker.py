@@ -23,4 +23,6 @@ def test_a_cluster_id_starting_with_a_dash_formats(tmp_path: Path) -> None:
         broker.wait_ready(timeout=90)
     finally:
         broker.stop()
-    assert (data / "kafka-logs" / "meta.properties").read_text().count("-Ab3dEfGhIjKlMnOpQrStUw") == 1
+    assert (data / "kafka-logs" / "meta.properties").read_text().count(
+        "-Ab3dEfGhIjKlMnOpQrStUw"
+    ) == 1

@@ -16,8 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -47,7 +45,8 @@ from services.common.settings import CommonSettings
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import check_events
-from services.runtime.broker import free_port, tail
+from services.runtime.broker import free_port
+from services.runtime.supervisor import wait_http_ready
 from tests.integration.conftest import REPO, wait_until
 from tests.integration.test_ingest import (
     Door,
@@ -238,18 +237,13 @@ class Uvicorn:
             )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"ingest exited\n{tail(self.log_path)}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"ingest not ready in {timeout}s\n{tail(self.log_path)}")
+        wait_http_ready(
+            self.url + "/readyz",
+            self.process,
+            name="ingest",
+            log_path=self.log_path,
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
