@@ -87,6 +87,8 @@ sections_table = app.Table(
 _cache: dict[bytes, SectionAggregate] = {}
 # Outboxes found in restored aggregates: sent again before anything new.
 _resend: dict[bytes, dict[str, Any]] = {}
+# Input partitions whose first record since the last assignment was logged.
+_resumed: set[int] = set()
 
 
 def _load(key: bytes) -> SectionAggregate:
@@ -133,7 +135,9 @@ async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
     The new ones were written to the table first; flushing the producer before
     sending them means a version or alert transition is never visible unless the
     aggregate that produced it is durable, so a worker taking over after a crash
-    can never publish a different state under the same version.
+    can never publish a different state under the same version. (That flush
+    waits for every queued changelog record only because app.py installs
+    durable.DurableProducerBuffer.)
     """
     pending = [(k, o) for k, o in outboxes if o]
     owed = list(_resend.items())
@@ -152,6 +156,7 @@ async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
     _cache.clear()
+    _resumed.clear()
 
 
 def _decode(event: Any) -> list[dict[str, Any]] | None:
@@ -197,6 +202,14 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
         if agg is None:
             agg = touched[key] = _load(key)
         message = event.message
+        if message.partition not in _resumed:
+            _resumed.add(message.partition)
+            log.info(
+                "counting %s partition %s from offset %s",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
     outboxes = []
     for key, agg in touched.items():

@@ -12,6 +12,7 @@ import ssl
 
 import faust
 
+from services.aggregator import durable
 from services.aggregator.settings import AggregatorSettings
 from services.common.settings import load_settings
 from services.common.topics import Topics
@@ -47,6 +48,11 @@ def _broker_credentials(s: AggregatorSettings) -> object | None:
 
 
 settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+# Before the app creates its producer: a flush that waits for every queued
+# changelog record, so offsets are never committed (nor states published)
+# ahead of the table (see durable.py).
+durable.install()
 
 app = faust.App(
     settings.app_id,

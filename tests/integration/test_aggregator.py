@@ -20,11 +20,12 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from schemas.models import KINDS
 from services.aggregator.rules import load_rules
-from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
+from services.aggregator.state import BatchOutcome, Engine, SectionAggregate, id_hash
 from services.common.catalogue import Catalogue
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import DEFAULT_CONFIG_DIR
@@ -163,55 +164,87 @@ def _picture(api: TestClient) -> dict[str, dict[str, Any]]:
 
 def _states_on_topic(dep: Deployment, sections: set[str]) -> dict[str, list[tuple[int, int]]]:
     """(version, total 24 h count) of every state published for ``sections``."""
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for r in _read_all(dep, dep.prefix + "section-state"):
+        state = orjson.loads(r.value)
+        if state["section_id"] in sections:
+            out[state["section_id"]].append((state["version"], sum(state["counts_24h"].values())))
+    return dict(out)
 
-    async def read() -> dict[str, list[tuple[int, int]]]:
-        consumer = make_consumer(dep.settings(), dep.prefix + "section-state")
+
+def _read_all(dep: Deployment, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the beginning)."""
+
+    async def read() -> list[Any]:
+        consumer = make_consumer(dep.settings(), topic)
         await consumer.start()
-        out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        out: list[Any] = []
         try:
             while True:
                 batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=10)
                 if not batch:
                     break
                 for records in batch.values():
-                    for r in records:
-                        state = orjson.loads(r.value)
-                        if state["section_id"] in sections:
-                            out[state["section_id"]].append(
-                                (state["version"], sum(state["counts_24h"].values()))
-                            )
+                    out.extend(records)
         finally:
             await consumer.stop()
-        return dict(out)
+        return out
+
+    return asyncio.run(read())
+
+
+def _uncounted_records(dep: Deployment, sections: set[str]) -> dict[str, Any]:
+    """Per section: the input records (partition, offset, events, uncounted) holding
+    events whose id is not in the section's final aggregate, and the input offsets
+    that aggregate says it reflects."""
+    final: dict[str, SectionAggregate] = {}
+    for r in _read_all(dep, f"{dep.app_id}-section-aggregates-changelog"):
+        if r.value is not None and r.key.decode() in sections:
+            final[r.key.decode()] = SectionAggregate.from_bytes(r.value)
+    out: dict[str, Any] = {
+        sid: {"offsets": agg.offsets, "records": []} for sid, agg in final.items()
+    }
+    for r in _read_all(dep, dep.prefix + "field-events"):
+        sid = r.key.decode()
+        if sid not in final:
+            continue
+        events = orjson.loads(r.value)["events"]
+        uncounted = sum(id_hash(e["event_id"]) not in final[sid].seen for e in events)
+        if uncounted:
+            out[sid]["records"].append((r.partition, r.offset, len(events), uncounted))
+    return out
+
+
+def _committed(dep: Deployment) -> dict[int, int | None]:
+    """The aggregator group's committed offsets on the input topic, per partition."""
+
+    async def read() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=dep.bootstrap, group_id=dep.app_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            topic = dep.prefix + "field-events"
+            return {
+                p: await consumer.committed(TopicPartition(topic, p)) for p in range(dep.partitions)
+            }
+        finally:
+            await consumer.stop()
 
     return asyncio.run(read())
 
 
 def _inputs_on_topic(dep: Deployment, sections: set[str]) -> dict[str, dict[str, int]]:
     """Per section, the count sum per kind of the distinct event ids on the input topic."""
-
-    async def read() -> dict[str, dict[str, int]]:
-        consumer = make_consumer(dep.settings(), dep.prefix + "field-events")
-        await consumer.start()
-        seen: dict[str, dict[str, Any]] = {}
-        try:
-            while True:
-                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=10)
-                if not batch:
-                    break
-                for records in batch.values():
-                    for r in records:
-                        for e in orjson.loads(r.value)["events"]:
-                            if e["section_id"] in sections:
-                                seen[e["event_id"]] = e
-        finally:
-            await consumer.stop()
-        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
-        for e in seen.values():
-            out[e["section_id"]][e["kind"]] += e["count"]
-        return {k: dict(v) for k, v in out.items()}
-
-    return asyncio.run(read())
+    seen: dict[str, dict[str, Any]] = {}
+    for r in _read_all(dep, dep.prefix + "field-events"):
+        for e in orjson.loads(r.value)["events"]:
+            if e["section_id"] in sections:
+                seen[e["event_id"]] = e
+    out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+    for e in seen.values():
+        out[e["section_id"]][e["kind"]] += e["count"]
+    return {k: dict(v) for k, v in out.items()}
 
 
 def _wait_for_picture(
@@ -231,9 +264,11 @@ def _wait_for_picture(
             }
             states = _states_on_topic(dep, set(diff))
             inputs = _inputs_on_topic(dep, set(diff))
+            missing = _uncounted_records(dep, set(diff))
             raise AssertionError(
                 f"timed out waiting for {what}; differs: {diff}; states on the topic: {states}; "
-                f"distinct input events on the topic (count sum per kind): {inputs}"
+                f"distinct input events on the topic (count sum per kind): {inputs}; "
+                f"input records with events the final aggregates never counted: {missing}"
             )
         time.sleep(0.2)
 
@@ -288,13 +323,6 @@ def test_quiet_section_alert_resolves_by_wall_clock_alone(
     assert section["counts_1h"]["crossing_attempt"] == 6  # the hour still holds them
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, issue 3 open: in full-suite runs (and about 1 in 8 runs of this file) "
-    "the worker that takes over after SIGKILL ends with part of some sections' events uncounted, "
-    "although every event is on the input topic (the failure message shows both); root cause "
-    "not found yet",
-)
 def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
     deployment: Deployment,
     start_worker: Callable[..., Worker],
@@ -315,6 +343,7 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
         wait_until(lambda: _counted(first) > 8_000, 60, "the first worker to be counting")
         first.stop(signal.SIGKILL)
         assert first.process.returncode == -signal.SIGKILL
+        committed_at_kill = _committed(deployment)
         _produce_raw(deployment, retried)
         second = start_worker(BW_RULES_FILE=str(rules))
     finally:
@@ -324,7 +353,13 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
         raise poster.error
     _post_all(ingest, events[40_000:])
     expected = _expected(events, rules)
-    _wait_for_picture(api, expected, "the picture of an uninterrupted run", deployment)
+    try:
+        _wait_for_picture(api, expected, "the picture of an uninterrupted run", deployment)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; committed input offsets when the first worker died: {committed_at_kill}; "
+            f"first worker's log: {first.log()}; second worker's log: {second.log()}"
+        ) from None
     assert any(e["firing"] for e in expected.values()), "the test should exercise alerts"
     _assert_transitions_consistent(read_alerts(deployment, expect_at_least=1))
     duplicates = sum(
