@@ -23,6 +23,7 @@ from faust.types import TP
 from prometheus_client import Counter, Gauge, generate_latest
 
 from services.aggregator.app import app, settings, topics
+from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.rules import load_rules
 from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
 from services.common.catalogue import Catalogue
@@ -48,6 +49,14 @@ ALERTS_RAISED = Counter(
     ["rule", "status", "severity"],
 )
 STATES_PUBLISHED = Counter("bw_aggregator_states_published_total", "Section states published")
+INPUT_REWINDS = Counter(
+    "bw_aggregator_input_rewinds_total",
+    "Times input records were skipped by the consumer and the worker sought back to them",
+)
+RECORDS_EXPIRED = Counter(
+    "bw_aggregator_input_records_expired_total",
+    "Input records deleted by retention before they were counted",
+)
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
 
 catalogue = Catalogue.load(settings.sections_file)
@@ -87,8 +96,9 @@ sections_table = app.Table(
 _cache: dict[bytes, SectionAggregate] = {}
 # Outboxes found in restored aggregates: sent again before anything new.
 _resend: dict[bytes, dict[str, Any]] = {}
-# Input partitions whose first record since the last assignment was logged.
-_resumed: set[int] = set()
+# The next input offset to count per partition, derived from the aggregates
+# after each assignment (see cursor.py); forgotten whenever partitions move.
+_cursors = InputCursors()
 
 
 def _load(key: bytes) -> SectionAggregate:
@@ -151,12 +161,13 @@ async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
     _cache.clear()
+    _cursors.reset()
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
     _cache.clear()
-    _resumed.clear()
+    _cursors.reset()
 
 
 def _decode(event: Any) -> list[dict[str, Any]] | None:
@@ -194,6 +205,9 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
     outcome = BatchOutcome()
     for event in batch:
+        message = event.message
+        if not await _in_sequence(message, now):
+            continue
         key = event.key
         events = _decode(event)
         if key is None or events is None:
@@ -201,15 +215,6 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
-        message = event.message
-        if message.partition not in _resumed:
-            _resumed.add(message.partition)
-            log.info(
-                "counting %s partition %s from offset %s",
-                message.topic,
-                message.partition,
-                message.offset,
-            )
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
     outboxes = []
     for key, agg in touched.items():
@@ -225,6 +230,58 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     if outcome.late:
         EVENTS_LATE.inc(outcome.late)
     await _publish(outboxes)
+
+
+def _start_cursor(partition: int, now: float = float("-inf")) -> int:
+    """One past the highest offset of ``partition`` that its sections' aggregates reflect."""
+    last = -1
+    for key in list(sections_table.keys()):
+        if partition_for(key, settings.field_partitions) == partition:
+            last = max(last, _load(key).offsets.get(partition, -1))
+    _cursors.start(partition, last + 1, now)
+    return last + 1
+
+
+async def _in_sequence(message: Any, now: float) -> bool:
+    """Whether to apply this input record; seeks back when records were skipped."""
+    p, offset = message.partition, message.offset
+    if not _cursors.knows(p):
+        expected = _start_cursor(p)
+        log.info(
+            "counting %s partition %s: next record to count is %s, first delivered %s",
+            message.topic,
+            p,
+            expected,
+            offset,
+        )
+    decision = _cursors.decide(p, offset, now)
+    if decision is Decision.REWIND:
+        expected = _cursors.expected(p)
+        tp = message.tp
+        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+        if earliest > expected:
+            log.warning(
+                "%s partition %s: records %s..%s were deleted by retention before they "
+                "were counted",
+                message.topic,
+                p,
+                expected,
+                earliest - 1,
+            )
+            RECORDS_EXPIRED.inc(earliest - expected)
+            _cursors.start(p, earliest)
+            return await _in_sequence(message, now)
+        log.warning(
+            "%s partition %s: record %s delivered but %s is the next to count; seeking back to %s",
+            message.topic,
+            p,
+            offset,
+            expected,
+            expected,
+        )
+        INPUT_REWINDS.inc()
+        await app.consumer.seek(tp, expected)
+    return decision in (Decision.COUNT, Decision.REPLAY)
 
 
 @app.agent(field_events, name="count-field-events")
@@ -259,6 +316,7 @@ async def tick() -> None:
 
 async def _tick(now: float) -> None:
     active = _active_partitions()
+    await _seek_back_if_idle(active, now)
     owned = 0
     outboxes = []
     keys = {sid.encode() for sid in catalogue} | set(sections_table.keys())
@@ -273,6 +331,27 @@ async def _tick(now: float) -> None:
             outboxes.append((key, agg.outbox))
     SECTIONS.set(owned)
     await _publish(outboxes)
+
+
+async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
+    """Seek back a partition whose consumer went quiet before the expected record."""
+    for p in partitions:
+        if not _cursors.knows(p):
+            _start_cursor(p, now)  # nothing delivered yet: it has retry_after to arrive
+        tp = TP(topics.field_events, p)
+        end = app.consumer.highwater(tp)
+        if end is not None and _cursors.lagging(p, end, now):
+            expected = _cursors.expected(p)
+            log.warning(
+                "%s partition %s: quiet at end offset %s but %s is the next to count; "
+                "seeking back to it",
+                tp.topic,
+                p,
+                end,
+                expected,
+            )
+            INPUT_REWINDS.inc()
+            await app.consumer.seek(tp, expected)
 
 
 def _ready() -> bool:
