@@ -206,7 +206,7 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     outcome = BatchOutcome()
     for event in batch:
         message = event.message
-        if not await _in_sequence(message, now):
+        if not await _in_sequence(message, time.time()):
             continue
         key = event.key
         events = _decode(event)
@@ -258,7 +258,9 @@ async def _in_sequence(message: Any, now: float) -> bool:
     if decision is Decision.REWIND:
         expected = _cursors.expected(p)
         tp = message.tp
-        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+        # Only when seeking back once did not bring it: asking is slow.
+        retried = _cursors.rewinds(p) > 1
+        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0) if retried else 0
         if earliest > expected:
             log.warning(
                 "%s partition %s: records %s..%s were deleted by retention before they "

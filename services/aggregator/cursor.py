@@ -44,6 +44,7 @@ class Decision(enum.Enum):
 class _Partition:
     expected: int
     rewound_at: float | None = None  # when we last sought back to ``expected``
+    rewinds: int = 0  # seeks back to ``expected`` so far
     delivered_at: float = float("-inf")  # when a record of this partition last arrived
 
 
@@ -74,13 +75,20 @@ class InputCursors:
         if offset == part.expected:
             part.expected += 1
             part.rewound_at = None
+            part.rewinds = 0
             return Decision.COUNT
         if offset < part.expected:
             return Decision.REPLAY
         if part.rewound_at is not None and now - part.rewound_at < self.retry_after:
             return Decision.STALE
         part.rewound_at = now
+        part.rewinds += 1
         return Decision.REWIND
+
+    def rewinds(self, partition: int) -> int:
+        """Seeks back to the current expected offset so far (more than one: is it
+        still on the topic?)."""
+        return self._parts[partition].rewinds
 
     def lagging(self, partition: int, end_offset: int, now: float) -> bool:
         """Whether to seek ``partition`` back to its expected offset: records up to
@@ -92,4 +100,5 @@ class InputCursors:
         if now - quiet_since < self.retry_after:
             return False
         part.rewound_at = now
+        part.rewinds += 1
         return True

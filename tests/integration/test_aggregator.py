@@ -370,6 +370,69 @@ def test_worker_killed_mid_stream_ends_exactly_as_an_uninterrupted_run(
     assert duplicates >= len(retried)  # each redelivered event was seen and not counted
 
 
+def _commit_for_group(dep: Deployment, offsets: dict[int, int]) -> None:
+    """Commit input offsets for the aggregator's group, as a worker would have."""
+
+    async def commit() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=dep.bootstrap, group_id=dep.app_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            topic = dep.prefix + "field-events"
+            tps = [TopicPartition(topic, p) for p in offsets]
+            consumer.assign(tps)
+            await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(commit())
+
+
+def _end_offsets(dep: Deployment) -> dict[int, int]:
+    async def read() -> dict[int, int]:
+        consumer = make_consumer(dep.settings(), dep.prefix + "field-events")
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(
+                [TopicPartition(dep.prefix + "field-events", p) for p in range(dep.partitions)]
+            )
+            return {tp.partition: o for tp, o in ends.items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_committed_offsets_ahead_of_the_aggregates_lose_nothing(
+    deployment: Deployment,
+    start_worker: Callable[..., Worker],
+    api: TestClient,
+    tmp_path: Path,
+) -> None:
+    """The aggregates decide where counting resumes: records behind the group's
+    committed offsets that no aggregate reflects are sought back to and counted,
+    both when more records follow (a gap) and at the end of a quiet partition."""
+    rules = _rules_file(tmp_path, LADDER_RULES)
+    events = _stream(3_000, seed=5)
+    for start in range(0, len(events), 300):  # ten records per section
+        _produce_raw(deployment, events[start : start + 300])
+    ends = _end_offsets(deployment)
+    assert all(ends.values())
+    # As if a worker had committed and died before its changelog: even
+    # partitions claim everything, odd ones half.
+    _commit_for_group(deployment, {p: e if p % 2 == 0 else e // 2 for p, e in ends.items()})
+    worker = start_worker(BW_RULES_FILE=str(rules))
+    expected = _expected(events, rules)
+    _wait_for_picture(api, expected, "every record counted", deployment)
+    rewinds = sum(
+        float(line.split()[-1])
+        for line in worker.metrics().splitlines()
+        if line.startswith("bw_aggregator_input_rewinds_total ")
+    )
+    assert rewinds >= deployment.partitions, worker.log()
+
+
 def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     deployment: Deployment,
     start_worker: Callable[..., Worker],
