@@ -314,6 +314,20 @@ def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
 
         # The API has all of it in its log: the client gets it as one backlog.
         await asyncio.to_thread(wait_until, applied, 15, "the API to apply the offline changes")
+
+        def caught_up() -> dict[str, float]:
+            """The lag gauges once they read nothing behind, on every topic the API reads."""
+            with urllib.request.urlopen(api.url + "/metrics", timeout=5) as resp:
+                lines = resp.read().decode().splitlines()
+            gauges = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in lines
+                if line.startswith(("bw_api_view_lag_records{", "bw_api_view_lag_seconds "))
+            }
+            return gauges if len(gauges) == 6 and not any(gauges.values()) else {}
+
+        # Operators see how far the view is behind Kafka: nothing, now.
+        await asyncio.to_thread(wait_until, caught_up, 10, "lag gauges reading 0")
         # The client library's default 1 MiB frame limit holds: big backlogs are split.
         async with websockets.connect(f"{url}&cursor={cursor}") as ws:
             feed = FeedReader(ws)
