@@ -59,9 +59,10 @@ FEED_DROPPED_MESSAGES = Counter(
 )
 FEED_RESYNCS = Counter("bw_api_feed_resyncs_total", "Reconnects beyond the replay horizon")
 
-# A frame holds at most about this many bytes of messages (a bigger message goes alone):
-# a client library's default limit is often 1 MiB (the Python websockets library's).
-MAX_FRAME_BYTES = 256 * 1024
+# A frame holds at most about this many bytes of messages (a bigger message goes alone).
+# A 50 ms flush at 200 updates/s is ~40 KB; a writer held by a slow client keeps one
+# frame in its transport buffer, so the bound is also memory per lagging client.
+MAX_FRAME_BYTES = 64 * 1024
 FRAME_HEAD = b'{"type":"batch","messages":['
 FRAME_TAIL = b"]}"
 

@@ -395,10 +395,11 @@ def _heartbeat(hub: Hub) -> bytes:
 async def feed(ws: WebSocket) -> None:
     """Section-state changes, alert transitions and acks as JSON messages.
 
-    First message: ``snapshot`` (or, with ``?cursor=``, exactly the messages
-    missed since then, or one ``resync`` snapshot if that is beyond the replay
-    horizon). Then ``{"type", "payload", "cursor"}`` per change; ``heartbeat``
-    when idle. Filters: ``sections`` (ids or globs, comma separated),
+    Every frame is ``{"type": "batch", "messages": [...]}``: the messages the
+    client had not had yet when its writer woke, in order. First message:
+    ``snapshot`` (or, with ``?cursor=``, exactly the messages missed since
+    then, or one ``resync`` snapshot if that is beyond the replay horizon).
+    Then ``{"type", "payload", "cursor"}`` per change; ``heartbeat`` when idle. Filters: ``sections`` (ids or globs, comma separated),
     ``country``, ``kinds`` (section updates where these kinds' counts moved),
     ``min_severity``. Token: ``Authorization: Bearer``, a ``bw_…`` subprotocol,
     or ``?token=``. Close codes: 4401 no/bad token, 4403 no ``read`` scope,

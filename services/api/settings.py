@@ -22,7 +22,7 @@ class ApiSettings(HttpServiceSettings):
         "does not take more, before it is dropped (4008).",
     )
     feed_flush_seconds: float = Field(
-        0.0,
+        0.05,
         ge=0,
         le=1,
         description="Feed writers wake at most this often; what arrived meanwhile goes "
