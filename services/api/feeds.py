@@ -17,8 +17,9 @@ built once for all the clients that share a filter and a place in the log.
 
 Each message is encoded once, into the replay log, which every writer reads
 from its own place; there is no queue per client. Publishing never waits for a
-client: a client whose writer is held by TCP flow control while it falls more
-than ``queue_size`` messages behind (or out of the log) is dropped and its
+client: a client whose writer has been held in one send by TCP flow control for
+``STALL_SECONDS`` while it is more than ``queue_size`` messages behind, or that
+falls out of the log, is dropped and its
 socket closed with code 4008 (too slow: reconnect with your cursor), so one
 slow reader never delays the others nor grows memory. Dropped clients are
 counted.
@@ -43,6 +44,9 @@ from schemas.models import SEVERITY_ORDER
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
+# A writer held this long in one send (TCP flow control: the client reads nothing)
+# while it is too far behind is dropped. Shorter holds are a client catching up.
+STALL_SECONDS = 1.0
 
 FEED_CLIENTS = Gauge("bw_api_feed_clients", "Connected feed clients")
 FEED_SENT = Counter(
@@ -195,6 +199,7 @@ class Subscriber:
         "heartbeat_due",
         "last_sent",
         "next_seq",
+        "send_started",
         "sending",
         "too_slow",
     )
@@ -205,8 +210,9 @@ class Subscriber:
         self.too_slow = False
         # The client went away, or the server is stopping.
         self.closed = False
-        # The writer is inside a send (maybe held by TCP flow control).
+        # The writer is inside a send (maybe held by TCP flow control), since when.
         self.sending = False
+        self.send_started = now
         self.heartbeat_due = False
         self.last_sent = now
         self._waiter: asyncio.Future[None] | None = None
@@ -355,12 +361,15 @@ class Hub:
         self._last_flush = asyncio.get_running_loop().time()
         self._visible = self.head
         self._frames.clear()
+        stalled = self._last_flush - STALL_SECONDS
         for sub in list(self._subscribers):
             if sub.waiting:
                 sub.wake()
-            elif sub.sending and self.head - sub.next_seq > self.limit:
-                # Held in a send by TCP flow control while the feed ran on: the client
-                # does not read fast enough.
+            elif (
+                sub.sending and sub.send_started < stalled and self.head - sub.next_seq > self.limit
+            ):
+                # Held in one send by TCP flow control while the feed ran on: the
+                # client does not read.
                 self._drop(sub)
 
     def _heartbeat_tick(self) -> None:

@@ -379,6 +379,7 @@ async def _pump(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
 
 async def _send(ws: WebSocket, sub: Subscriber, frame: str) -> None:
     sub.sending = True
+    sub.send_started = asyncio.get_running_loop().time()
     try:
         await ws.send_text(frame)
     finally:

@@ -18,8 +18,8 @@ class ApiSettings(HttpServiceSettings):
     feed_queue_size: int = Field(
         1000,
         ge=10,
-        description="How many messages a feed client may fall behind, while its socket "
-        "does not take more, before it is dropped (4008).",
+        description="How many messages a feed client may be behind, while its socket has "
+        "taken nothing for a second, before it is dropped (4008).",
     )
     feed_flush_seconds: float = Field(
         0.05,

@@ -9,7 +9,15 @@ from typing import Any
 import orjson
 import pytest
 
-from services.api.feeds import Filter, Hub, Subscriber, decode_cursor, dumps, frames
+from services.api.feeds import (
+    STALL_SECONDS,
+    Filter,
+    Hub,
+    Subscriber,
+    decode_cursor,
+    dumps,
+    frames,
+)
 
 ALL = Filter()
 
@@ -153,18 +161,24 @@ async def test_a_client_that_falls_out_of_the_log_is_dropped() -> None:
     assert sub.too_slow and sub not in hub._subscribers
 
 
-async def test_a_client_held_in_a_send_too_far_behind_is_dropped_an_idle_one_is_not() -> None:
+async def test_a_client_stuck_in_a_send_too_far_behind_is_dropped_others_are_not() -> None:
     hub = Hub(queue_size=10, replay_size=1000)
     stuck, _ = hub.subscribe(ALL, None)
+    catching_up, _ = hub.subscribe(ALL, None)
     idle, _ = hub.subscribe(ALL, None)
     waiter = asyncio.create_task(idle.wait())
     await _flushed()
-    stuck.sending = True  # its socket takes nothing more
+    now = asyncio.get_running_loop().time()
+    # Its socket has taken nothing for longer than STALL_SECONDS...
+    stuck.sending, stuck.send_started = True, now - STALL_SECONDS - 1
+    # ... this one's send began just now: a client catching up.
+    catching_up.sending, catching_up.send_started = True, now
     for v in range(1, 12):
         _publish(hub, "LV-KRA", v)
     await _flushed()
 
     assert stuck.too_slow
+    assert not catching_up.too_slow
     await asyncio.wait_for(waiter, timeout=5)
     assert not idle.too_slow
     assert len(_messages(hub.next_frame(idle))) == 11
