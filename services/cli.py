@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.api.settings import UVICORN_FLAGS
 from services.common.errors import BorderwatchError, ConfigError
 from services.common.settings import (
     DEFAULT_CONFIG_DIR,
@@ -164,6 +165,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                             "--no-access-log",
                             "--log-level",
                             "warning",
+                            *(UVICORN_FLAGS if name == "api" else ()),
                         ],
                         {**env, "BW_PORT": str(ports[name])},
                         logs / f"{name}.log",

@@ -52,7 +52,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         recent_events=settings.recent_events,
         recent_reports=settings.recent_reports,
     )
-    hub = Hub(settings.feed_queue_size, settings.feed_replay_size)
+    hub = Hub(
+        settings.feed_queue_size,
+        settings.feed_replay_size,
+        flush_seconds=settings.feed_flush_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
     pusher = (
         AlertmanagerPusher(
             settings.alertmanager_url,

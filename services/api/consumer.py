@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,23 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
+
+VIEW_LAG_RECORDS = Gauge(
+    "bw_api_view_lag_records",
+    "Records not applied yet: end offsets at the last fetch minus the view's positions",
+    ["topic"],
+)
+VIEW_LAG_SECONDS = Gauge(
+    "bw_api_view_lag_seconds",
+    "How far the view is behind Kafka: 0 when it has applied every record of the state, "
+    "alert and ack topics that Kafka had at the last fetch, else the age of the newest "
+    "record it has applied",
+)
+# How often the lag is measured, seconds.
+LAG_PERIOD = 1.0
 
 # (type, value, partition, offset) for every record that changed the view.
 Listener = Callable[[str, dict[str, Any], int, int], None]
@@ -47,6 +63,10 @@ class ViewConsumer:
         self._on_change = on_change
         self._targets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
+        self._partitions: list[TopicPartition] = []
+        # Newest record timestamp (ms) applied from the view's own topics.
+        self._newest_ms = 0
+        self._lag_at = 0.0
         self.ready = asyncio.Event()
 
     async def _assign(self) -> None:
@@ -68,6 +88,7 @@ class ViewConsumer:
             log.info("waiting for topics %s to exist", missing)
             await asyncio.sleep(1.0)
         self._consumer.assign(partitions)
+        self._partitions = partitions
         ends = await self._consumer.end_offsets(partitions)
         starts = await self._consumer.beginning_offsets(partitions)
         for tp in partitions:
@@ -122,6 +143,8 @@ class ViewConsumer:
                             record.offset,
                         )
                         continue
+                    if source.start == "beginning" and record.timestamp > self._newest_ms:
+                        self._newest_ms = record.timestamp
                     if changed:
                         self._on_change(source.type, value, tp.partition, record.offset)
                         fanned += 1
@@ -135,3 +158,24 @@ class ViewConsumer:
                     pos = await self._consumer.position(tp)
                     self._positions[tp] = max(self._positions.get(tp, 0), pos)
                 self._check_ready()
+            if time.monotonic() - self._lag_at >= LAG_PERIOD:
+                await self._measure_lag()
+
+    async def _measure_lag(self) -> None:
+        """Records behind the end offsets of the last fetch, per topic, and how old
+        the newest applied record is while the view's topics are behind."""
+        self._lag_at = time.monotonic()
+        behind: dict[str, int] = dict.fromkeys(self._sources, 0)
+        for tp in self._partitions:
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            behind[tp.topic] += max(0, end - await self._consumer.position(tp))
+        for topic, n in behind.items():
+            VIEW_LAG_RECORDS.labels(topic).set(n)
+        view_behind = any(behind[t] for t, s in self._sources.items() if s.start == "beginning")
+        VIEW_LAG_SECONDS.set(
+            max(0.0, time.time() - self._newest_ms / 1000)
+            if view_behind and self._newest_ms
+            else 0.0
+        )

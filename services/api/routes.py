@@ -29,12 +29,16 @@ from services.api import examples
 from services.api.examples import example
 from services.api.feeds import (
     CLOSE_TOO_SLOW,
+    FEED_FRAMES,
     CursorError,
     Filter,
     Hub,
     Subscriber,
+    batch_frame,
     decode_cursor,
+    dumps,
     encode_cursor,
+    frames,
 )
 from services.api.view import View
 from services.common.auth import Principal, require
@@ -300,7 +304,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
     payload: dict[str, Any] = {"alerts": alerts}
     if "section_state" in filter_.types:
         payload["sections"] = sections
-    return orjson.dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
+    return dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
 
 
 FEED_TYPES = frozenset({"section_state", "alert", "ack"})
@@ -329,37 +333,20 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
         return
     hub: Hub = app.state.hub
     view: View = app.state.view
-    heartbeat = app.state.settings.heartbeat_seconds
     await ws.accept(subprotocol=subprotocol)
     sub, backlog = hub.subscribe(filter_, cursor)
     try:
         if backlog is None:
-            first = [_snapshot(view, hub, "resync", filter_)]
+            first = frames([_snapshot(view, hub, "resync", filter_)])
         elif cursor is None:
-            first = [_snapshot(view, hub, "snapshot", filter_)]
+            first = frames([_snapshot(view, hub, "snapshot", filter_)])
         else:
-            first = backlog
+            first = frames((e.data for e in backlog), hub.max_frame_bytes)
         reader = asyncio.create_task(_drain_client(ws, sub))
         try:
-            for backlog_item in first:
-                await ws.send_text(backlog_item.decode())
-            while True:
-                try:
-                    message = await _next(sub, heartbeat)
-                except TimeoutError:
-                    await ws.send_text(_heartbeat(hub))
-                    continue
-                if message is None:
-                    if sub.too_slow:
-                        await ws.close(
-                            code=CLOSE_TOO_SLOW, reason="too slow; reconnect with your cursor"
-                        )
-                    else:
-                        await ws.close(code=1001, reason="going away")
-                    return
-                if reader.done():
-                    return
-                await ws.send_text(message.decode())
+            for frame in first:
+                await _send(ws, sub, frame)
+            await _pump(ws, hub, sub)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -370,29 +357,50 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
         hub.unsubscribe(sub)
 
 
-async def _next(sub: Subscriber, timeout: float) -> bytes | None:
-    """The next queued message; only waits (with a timeout) when the queue is empty,
-    so a writer drains a burst without a scheduling round per message."""
+async def _pump(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
+    """Send ``sub`` what the hub has for it, one frame per wake-up, until it is
+    dropped or closed."""
+    while True:
+        if sub.too_slow:
+            await ws.close(code=CLOSE_TOO_SLOW, reason="too slow; reconnect with your cursor")
+            return
+        if sub.closed:
+            await ws.close(code=1001, reason="going away")
+            return
+        frame = hub.next_frame(sub)
+        if frame is not None:
+            await _send(ws, sub, frame)
+            continue
+        if sub.heartbeat_due and hub.caught_up(sub):
+            await _send(ws, sub, batch_frame([_heartbeat(hub)]))
+        sub.heartbeat_due = False
+        await sub.wait()
+
+
+async def _send(ws: WebSocket, sub: Subscriber, frame: str) -> None:
+    sub.sending = True
+    sub.send_started = asyncio.get_running_loop().time()
     try:
-        return sub.queue.get_nowait()
-    except asyncio.QueueEmpty:
-        return await asyncio.wait_for(sub.queue.get(), timeout=timeout)
+        await ws.send_text(frame)
+    finally:
+        sub.sending = False
+    sub.last_sent = asyncio.get_running_loop().time()
+    FEED_FRAMES.inc()
 
 
-def _heartbeat(hub: Hub) -> str:
-    return orjson.dumps(
-        {"type": "heartbeat", "payload": {}, "cursor": encode_cursor(hub.position)}
-    ).decode()
+def _heartbeat(hub: Hub) -> bytes:
+    return dumps({"type": "heartbeat", "payload": {}, "cursor": encode_cursor(hub.position)})
 
 
 @router.websocket("/ws/feed")
 async def feed(ws: WebSocket) -> None:
     """Section-state changes, alert transitions and acks as JSON messages.
 
-    First message: ``snapshot`` (or, with ``?cursor=``, exactly the messages
-    missed since then, or one ``resync`` snapshot if that is beyond the replay
-    horizon). Then ``{"type", "payload", "cursor"}`` per change; ``heartbeat``
-    when idle. Filters: ``sections`` (ids or globs, comma separated),
+    Every frame is ``{"type": "batch", "messages": [...]}``: the messages the
+    client had not had yet when its writer woke, in order. First message:
+    ``snapshot`` (or, with ``?cursor=``, exactly the messages missed since
+    then, or one ``resync`` snapshot if that is beyond the replay horizon).
+    Then ``{"type", "payload", "cursor"}`` per change; ``heartbeat`` when idle. Filters: ``sections`` (ids or globs, comma separated),
     ``country``, ``kinds`` (section updates where these kinds' counts moved),
     ``min_severity``. Token: ``Authorization: Bearer``, a ``bw_…`` subprotocol,
     or ``?token=``. Close codes: 4401 no/bad token, 4403 no ``read`` scope,
@@ -444,40 +452,35 @@ async def sse_alerts(
         raise HTTPException(422, detail=str(exc)) from exc
     hub: Hub = app.state.hub
     view: View = app.state.view
-    heartbeat = app.state.settings.heartbeat_seconds
     sub, backlog = hub.subscribe(filter_, cursor)
     if backlog is None:
-        first = [_snapshot(view, hub, "resync", filter_)]
+        first = _sse_snapshot(_snapshot(view, hub, "resync", filter_))
     elif cursor is None:
-        first = [_snapshot(view, hub, "snapshot", filter_)]
+        first = _sse_snapshot(_snapshot(view, hub, "snapshot", filter_))
     else:
-        first = backlog
-
-    def frame(message: bytes) -> bytes:
-        decoded = orjson.loads(message)
-        return (
-            f"id: {decoded['cursor']}\nevent: {decoded['type']}\n".encode()
-            + b"data: "
-            + message
-            + b"\n\n"
-        )
+        first = b"".join(_sse_event(e.type, e.cursor, e.data) for e in backlog)
 
     async def stream() -> AsyncIterator[bytes]:
+        # Everything pending goes in one write, as on the WebSocket; each event keeps
+        # its own id, so Last-Event-ID stays exact.
         try:
-            yield b"retry: 2000\n\n"
-            for backlog_item in first:
-                yield frame(backlog_item)
+            yield b"retry: 2000\n\n" + first
             while True:
-                try:
-                    message = await _next(sub, heartbeat)
-                except TimeoutError:
-                    yield b": ping\n\n"
-                    continue
-                if message is None:
-                    if sub.too_slow:
-                        yield b"event: too_slow\ndata: {}\n\n"
+                if sub.too_slow:
+                    yield b"event: too_slow\ndata: {}\n\n"
                     return
-                yield frame(message)
+                if sub.closed:
+                    return
+                entries = hub.next_entries(sub)
+                if entries:
+                    yield b"".join(_sse_event(e.type, e.cursor, e.data) for e in entries)
+                    sub.last_sent = asyncio.get_running_loop().time()
+                    continue
+                if sub.heartbeat_due:
+                    yield b": ping\n\n"
+                    sub.last_sent = asyncio.get_running_loop().time()
+                sub.heartbeat_due = False
+                await sub.wait()
         finally:
             hub.unsubscribe(sub)
 
@@ -488,10 +491,18 @@ async def sse_alerts(
     )
 
 
+def _sse_event(type_: str, cursor: str, data: bytes) -> bytes:
+    return f"id: {cursor}\nevent: {type_}\n".encode() + b"data: " + data + b"\n\n"
+
+
+def _sse_snapshot(message: bytes) -> bytes:
+    decoded = orjson.loads(message)
+    return _sse_event(decoded["type"], decoded["cursor"], message)
+
+
 async def _drain_client(ws: WebSocket, sub: Subscriber) -> None:
     """Read (and ignore) what the client sends; on disconnect wake the writer."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await ws.receive_text()
-    with contextlib.suppress(asyncio.QueueFull):
-        sub.queue.put_nowait(None)
+    sub.close()

@@ -64,6 +64,7 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
+            ws_per_message_deflate=False,  # as UVICORN_FLAGS
         )
         self._server = uvicorn.Server(config)
         # Not the main thread, so uvicorn installs no signal handlers.

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ import pytest
 import websockets
 
 from schemas.models import KINDS
+from services.api.settings import UVICORN_FLAGS
 from services.common.auth import create_token
 from services.common.kafka import make_producer
 from services.runtime.broker import free_port, tail
@@ -60,6 +62,7 @@ class ApiProcess:
                     str(self.port),
                     "--log-level",
                     "warning",
+                    *UVICORN_FLAGS,
                 ],
                 env=full,
                 cwd=REPO,
@@ -249,13 +252,26 @@ def test_two_replicas_serve_the_same_picture_and_share_acks(
     assert "bw_" not in json.dumps(detail["acks"])  # the token id only, never the token
 
 
-async def _collect(ws: Any, n: int, timeout: float) -> list[dict[str, Any]]:
-    out = []
-    while len(out) < n:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=timeout))
-        if message["type"] != "heartbeat":
-            out.append(message)
-    return out
+class FeedReader:
+    """Feed messages out of a WebSocket's batch frames, in order; counts the frames."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.pending: deque[dict[str, Any]] = deque()
+        self.frames = 0
+
+    async def collect(self, n: int, timeout: float) -> list[dict[str, Any]]:
+        out = []
+        while len(out) < n:
+            if not self.pending:
+                frame = orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout=timeout))
+                assert frame["type"] == "batch" and frame["messages"], frame
+                self.frames += 1
+                self.pending.extend(frame["messages"])
+            message = self.pending.popleft()
+            if message["type"] != "heartbeat":
+                out.append(message)
+        return out
 
 
 def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
@@ -267,10 +283,11 @@ def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
 
     async def scenario() -> None:
         async with websockets.connect(url) as ws:
-            snapshot = (await _collect(ws, 1, 10))[0]
+            feed = FeedReader(ws)
+            snapshot = (await feed.collect(1, 10))[0]
             assert snapshot["type"] == "snapshot"
             await asyncio.to_thread(produce, deployment, [_state("LV-KRA", 2)], [])
-            live = await _collect(ws, 1, 10)
+            live = await feed.collect(1, 10)
             cursor = live[0]["cursor"]
         # Offline: 500 section updates and 3 alert transitions happen.
         states = [
@@ -284,12 +301,43 @@ def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
             _alert("LV-KRA", 3, "resolved"),
         ]
         await asyncio.to_thread(produce, deployment, states, alerts)
+
+        def applied() -> bool:
+            status, alert = api.request("/api/v1/alerts/crossings-24h.LV-KRA.1", tokens["read"])
+            sections = api.request("/api/v1/sections", tokens["read"])[1]
+            versions = {s["section_id"]: s["version"] for s in sections}
+            return (
+                status == 200
+                and len(alert["transitions"]) == 3
+                and [versions[sid] for sid in ("LV-KRA", "PL-BIA")] == [102, 102]
+            )
+
+        # The API has all of it in its log: the client gets it as one backlog.
+        await asyncio.to_thread(wait_until, applied, 15, "the API to apply the offline changes")
+
+        def caught_up() -> dict[str, float]:
+            """The lag gauges once they read nothing behind, on every topic the API reads."""
+            with urllib.request.urlopen(api.url + "/metrics", timeout=5) as resp:
+                lines = resp.read().decode().splitlines()
+            gauges = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in lines
+                if line.startswith(("bw_api_view_lag_records{", "bw_api_view_lag_seconds "))
+            }
+            return gauges if len(gauges) == 6 and not any(gauges.values()) else {}
+
+        # Operators see how far the view is behind Kafka: nothing, now.
+        await asyncio.to_thread(wait_until, caught_up, 10, "lag gauges reading 0")
+        # The client library's default 1 MiB frame limit holds: big backlogs are split.
         async with websockets.connect(f"{url}&cursor={cursor}") as ws:
-            missed = await _collect(ws, 503, 15)
+            feed = FeedReader(ws)
+            missed = await feed.collect(503, 15)
             # Nothing more: no duplicates behind them.
             with pytest.raises(TimeoutError):
-                extra = await _collect(ws, 1, 1.5)
+                extra = await feed.collect(1, 1.5)
                 raise AssertionError(f"unexpected extra message {extra}")
+        # The backlog came batched: 503 messages of ~3.6 KB in frames of about 64 KiB.
+        assert feed.frames <= 40, feed.frames
         got_states = [
             (m["payload"]["section_id"], m["payload"]["version"])
             for m in missed
@@ -305,7 +353,7 @@ def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
         async with websockets.connect(
             f"{url}&cursor=s0-0_s1-0_s2-0_s3-0_s4-0_s5-0_a0-0_a1-0_a2-0"
         ) as ws:
-            first = (await _collect(ws, 1, 10))[0]
+            first = (await FeedReader(ws).collect(1, 10))[0]
             assert first["type"] in {"resync", "section_state", "alert"}
 
     asyncio.run(scenario())
@@ -324,11 +372,11 @@ def test_a_slow_client_never_delays_the_others_and_memory_stays_bounded(
         # A healthy client reads its socket as fast as it can (a big client-side
         # queue); it only counts, so the test process keeps up with the server.
         async with websockets.connect(url, max_size=None, max_queue=8192) as ws:
-            await _collect(ws, 1, 10)  # snapshot
+            await FeedReader(ws).collect(1, 10)  # snapshot, alone in its frame
             while received[0] < total:
-                message = await asyncio.wait_for(ws.recv(), timeout=30)
-                if '"type":"section_state"' in message[:40]:
-                    received[0] += 1
+                frame = await asyncio.wait_for(ws.recv(), timeout=30)
+                assert frame.startswith('{"type":"batch","messages":[{'), frame[:80]
+                received[0] += frame.count('{"type":"section_state","payload":')
 
     def slow_client() -> socket.socket:
         """A client that upgrades to WebSocket and then never reads (a tiny buffer)."""
@@ -480,11 +528,9 @@ def test_auth_matrix_over_every_route_and_feed(
             async with websockets.connect(
                 api.ws + feed, additional_headers={"Authorization": f"Bearer {tokens['read']}"}
             ) as ws:
-                out[feed + "ok"] = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))["type"]
+                out[feed + "ok"] = (await FeedReader(ws).collect(1, 5))[0]["type"]
             async with websockets.connect(api.ws + feed, subprotocols=[tokens["read"]]) as ws:
-                out[feed + "proto"] = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))[
-                    "type"
-                ]
+                out[feed + "proto"] = (await FeedReader(ws).collect(1, 5))[0]["type"]
         return out
 
     codes = asyncio.run(ws_codes())

@@ -6,7 +6,7 @@ import asyncio
 import random
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,16 @@ def test_websocket_receives_section_update(
 ) -> None:
     start_worker()
     with api.websocket_connect("/ws/feed") as ws:
-        snapshot = ws.receive_json()
+
+        def messages() -> Iterator[dict[str, Any]]:
+            """The feed's messages, out of its batch frames, in order."""
+            while True:
+                frame = ws.receive_json()
+                assert frame["type"] == "batch", frame
+                yield from frame["messages"]
+
+        feed = messages()
+        snapshot = next(feed)
         assert snapshot["type"] == "snapshot"
         assert {s["section_id"] for s in snapshot["payload"]["sections"]} >= set(SECTIONS)
         resp = ingest.post(
@@ -102,7 +111,7 @@ def test_websocket_receives_section_update(
         )
         assert resp.status_code == 202
         while True:  # every message until the update; the receive has its own timeout
-            message = ws.receive_json()
+            message = next(feed)
             if message["type"] == "section_state" and message["payload"]["section_id"] == "PL-KUZ":
                 break
         assert message["payload"]["counts_24h"]["detection"] == 7

@@ -11,6 +11,7 @@ built by the API's own code validate against the document's message schemas.
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import json
 import re
@@ -262,7 +263,16 @@ def _snapshot_types() -> set[str]:
 
 
 def _channel_types(doc: dict[str, Any], channel: str) -> set[str]:
-    return {_deref(doc, m)["name"] for m in doc["channels"][channel]["messages"].values()}
+    """The message types a channel carries; on the WebSocket channels, those its
+    batch frames may hold."""
+    messages = [_deref(doc, m) for m in doc["channels"][channel]["messages"].values()]
+    if not channel.startswith("ws-"):
+        return {m["name"] for m in messages}
+    assert [m["name"] for m in messages] == ["batch"], channel
+    frame = _deref(doc, messages[0]["payload"])
+    assert frame["properties"]["type"] == {"const": "batch"}
+    items = frame["properties"]["messages"]["items"]["oneOf"]
+    return {_deref(doc, item)["properties"]["type"]["const"] for item in items}
 
 
 def _emitted_types() -> dict[str, set[str]]:
@@ -342,10 +352,11 @@ def _registry(doc: dict[str, Any]) -> Registry:
     return registry
 
 
-def _feed_messages() -> list[bytes]:
-    """Real feed messages, built as the API builds them: a state and an alert from the
-    aggregator's engine, an ack, published through the Hub, then a snapshot, a resync
-    and a heartbeat."""
+def _feed_frames() -> list[tuple[str, str]]:
+    """(channel, frame) as the API sends them: a state and an alert from the
+    aggregator's engine and an ack, published through the Hub and read back by a
+    `/ws/feed` and a `/ws/alerts` subscriber; snapshots, resyncs and a heartbeat
+    framed as the routes frame them."""
     rule = ThresholdRule(
         id="crossings-24h",
         type="threshold",
@@ -373,53 +384,65 @@ def _feed_messages() -> list[bytes]:
         "acked_at": iso(NOW + 60),
         "token_id": "bw_1a2b3c4d",
     }
-
     view = View(Catalogue([kra, section("LT-ADU")]))
-    hub = Hub()
-    out = []
-    for kind, value, apply in (
-        ("section_state", state, view.apply_state),
-        ("alert", alert, view.apply_alert),
-        ("ack", ack, view.apply_ack),
-    ):
-        assert apply(value)
-        hub.publish(kind, value, 0, 0, country="LV", severity=None)
-        out.append(hub.log[-1].data)
-    for type_ in sorted(_snapshot_types()):
-        out.append(routes._snapshot(view, hub, type_, Filter()))
-    out.append(routes._heartbeat(hub).encode())
-    return out
+    channels = {"ws-feed": routes.FEED_TYPES, "ws-alerts": routes.ALERT_TYPES}
+
+    async def build() -> list[tuple[str, str]]:
+        hub = Hub()
+        subs = {ch: hub.subscribe(Filter(types=types), None)[0] for ch, types in channels.items()}
+        for kind, value, apply in (
+            ("section_state", state, view.apply_state),
+            ("alert", alert, view.apply_alert),
+            ("ack", ack, view.apply_ack),
+        ):
+            assert apply(value)
+            hub.publish(kind, value, 0, 0, country="LV", severity=None)
+        await asyncio.sleep(0)  # the hub wakes its writers
+        out = []
+        for channel, sub in subs.items():
+            frame = hub.next_frame(sub)
+            assert frame is not None and hub.next_frame(sub) is None
+            out.append((channel, frame))
+            for type_ in sorted(_snapshot_types()):
+                snapshot = routes._snapshot(view, hub, type_, Filter(types=channels[channel]))
+                out += [(channel, f) for f in feeds.frames([snapshot])]
+            out.append((channel, feeds.batch_frame([routes._heartbeat(hub)])))
+        hub.close_all()
+        return out
+
+    return asyncio.run(build())
 
 
-def test_messages_the_api_builds_validate_against_the_document(doc: dict[str, Any]) -> None:
-    registry = _registry(doc)
-    by_type = {
-        _deref(doc, m)["name"]: _deref(doc, m)
-        for channel in ("ws-feed", "ws-alerts")
-        for m in doc["channels"][channel]["messages"].values()
-    }
-    seen = set()
-    for data in _feed_messages():
-        message = orjson.loads(data)
-        ref = by_type[message["type"]]["payload"]["$ref"]
-        validator = Draft202012Validator({"$ref": DOCUMENT.as_uri() + ref}, registry=registry)
-        problems = [
-            f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message[:200]}"
-            for e in validator.iter_errors(message)
-        ]
-        assert problems == [], message["type"]
-        seen.add(message["type"])
-
-    assert seen == set(doc["components"]["schemas"]["FeedMessageType"]["enum"])
+def _validator(doc: dict[str, Any], ref: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": DOCUMENT.as_uri() + ref}, registry=_registry(doc))
 
 
-def test_a_wrong_message_is_refused_by_the_document(doc: dict[str, Any]) -> None:
+def test_frames_the_api_builds_validate_against_the_document(doc: dict[str, Any]) -> None:
+    seen: dict[str, set[str]] = {"ws-feed": set(), "ws-alerts": set()}
+    for channel, frame in _feed_frames():
+        message = _deref(doc, doc["channels"][channel]["messages"]["batch"])
+        validator = _validator(doc, message["payload"]["$ref"])
+        decoded = orjson.loads(frame)
+        problems = [leaf for e in validator.iter_errors(decoded) for leaf in _leaves(e)]
+        assert problems == [], (channel, [m["type"] for m in decoded["messages"]])
+        seen[channel] |= {m["type"] for m in decoded["messages"]}
+
+    assert seen["ws-feed"] == set(doc["components"]["schemas"]["FeedMessageType"]["enum"])
+    assert seen["ws-alerts"] == _emitted_types()["ws-alerts"]
+
+
+def test_a_wrong_frame_is_refused_by_the_document(doc: dict[str, Any]) -> None:
     # Guards the check above: the external $refs must really be followed.
-    registry = _registry(doc)
-    validator = Draft202012Validator(
-        {"$ref": DOCUMENT.as_uri() + "#/components/schemas/AlertMessage"}, registry=registry
-    )
-    good = orjson.loads(_feed_messages()[1])
-    assert validator.is_valid(good)
-    assert not validator.is_valid({**good, "payload": {**good["payload"], "severity": "extreme"}})
-    assert not validator.is_valid({**good, "cursor": "not a cursor"})
+    frame = orjson.loads(next(f for ch, f in _feed_frames() if ch == "ws-alerts"))
+    alert = next(m for m in frame["messages"] if m["type"] == "alert")
+    messages = _validator(doc, "#/components/schemas/AlertMessage")
+    frames = _validator(doc, "#/components/schemas/AlertBatch")
+    assert messages.is_valid(alert) and frames.is_valid(frame)
+    assert not messages.is_valid({**alert, "payload": {**alert["payload"], "severity": "extreme"}})
+    assert not messages.is_valid({**alert, "cursor": "not a cursor"})
+    # A bare message, an empty batch, a section state on the alert feed: refused.
+    assert not frames.is_valid(alert)
+    assert not frames.is_valid({"type": "batch", "messages": []})
+    state = orjson.loads(next(f for ch, f in _feed_frames() if ch == "ws-feed"))["messages"][0]
+    assert state["type"] == "section_state"
+    assert not frames.is_valid({"type": "batch", "messages": [state]})

@@ -21,7 +21,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.aggregator.settings import AggregatorSettings
-from services.api.settings import ApiSettings
+from services.api.settings import UVICORN_FLAGS, ApiSettings
 from services.common.settings import load_settings
 from services.ingest.settings import IngestSettings
 
@@ -200,6 +200,9 @@ def test_app_services_run_the_project_image(services: Services) -> None:
         assert command[:3] == ["uvicorn", f"{module}:create_app", "--factory"], command
         assert command[command.index("--host") + 1] == "0.0.0.0"
         assert int(command[command.index("--port") + 1]) == SERVICE_PORTS[name]
+    # The API runs with the flags it was measured with.
+    api = _command(services["api"])
+    assert " ".join(UVICORN_FLAGS) in " ".join(api), api
 
 
 def test_dockerfile_runs_slim_python_as_non_root() -> None:

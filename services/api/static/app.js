@@ -2,7 +2,8 @@
 //
 // State comes from the REST API (GET /api/v1/sections, /api/v1/alerts) and the
 // live feed (WebSocket /ws/feed: a snapshot, then section_state / alert changes
-// and heartbeats). Every (re)connect starts again from REST + snapshot, so a
+// and heartbeats; every frame is {"type": "batch", "messages": [...]}, the
+// messages in order). Every (re)connect starts again from REST + snapshot, so a
 // missed message can never leave the picture wrong. No build step, no network
 // beyond this origin.
 
@@ -198,9 +199,11 @@ function openFeed(generation) {
   ws.onmessage = (ev) => {
     if (generation !== feed.generation) return;
     armStale(generation);
-    let message;
-    try { message = JSON.parse(ev.data); } catch { return; }
-    handle(message);
+    let frame;
+    try { frame = JSON.parse(ev.data); } catch { return; }
+    // One frame carries every message the server had for us when it wrote, in order.
+    if (frame.type !== "batch" || !Array.isArray(frame.messages)) return;
+    for (const message of frame.messages) handle(message);
   };
   ws.onclose = (ev) => {
     if (generation !== feed.generation) return;
