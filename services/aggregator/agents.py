@@ -343,6 +343,9 @@ async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
         tp = TP(topics.field_events, p)
         end = app.consumer.highwater(tp)
         if end is not None and _cursors.lagging(p, end, now):
+            position = await app.consumer.position(tp)
+            if position is not None and position < end:
+                continue  # still fetching (a backlog), not past a skipped record
             expected = _cursors.expected(p)
             log.warning(
                 "%s partition %s: quiet at end offset %s but %s is the next to count; "
