@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -292,11 +292,16 @@ class Episode:
     seq: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Flat fields of plain values: a shallow copy (asdict's deep copy cost more
+        # than the rest of a section update).
+        return {f.name: getattr(self, f.name) for f in _EPISODE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Episode:
         return cls(**data)
+
+
+_EPISODE_FIELDS = fields(Episode)
 
 
 def _iso(ts: float) -> str:

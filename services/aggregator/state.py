@@ -56,6 +56,27 @@ class SectionAggregate:
     outbox: dict[str, Any] | None = None
     # not stored: the expiry floor last applied to ``seen`` (recomputed after a load)
     seen_floor: int | None = field(default=None, compare=False)
+    # not stored: ``seen`` as two int64 arrays in insertion order, kept up by
+    # add_seen, so a write packs them without walking the dict (None: rebuild)
+    seen_arrays: tuple[array[int], array[int]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def add_seen(self, key: int, bucket: int) -> None:
+        self.seen[key] = bucket
+        if self.seen_arrays is not None:
+            self.seen_arrays[0].append(key)
+            self.seen_arrays[1].append(bucket)
+
+    def packed_seen(self) -> list[str]:
+        """The dedupe map as two base64 int64 arrays (8 bytes an id, not ~40 as text)."""
+        arrays = self.seen_arrays
+        if arrays is None or len(arrays[0]) != len(self.seen):
+            arrays = self.seen_arrays = (
+                array("q", self.seen.keys()),
+                array("q", self.seen.values()),
+            )
+        return [base64.b64encode(a.tobytes()).decode() for a in arrays]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -70,7 +91,7 @@ class SectionAggregate:
                 "version": self.version,
                 "fingerprint": self.fingerprint,
                 "partition": self.partition,
-                "seen": _pack(self.seen),
+                "seen": self.packed_seen(),
                 "last_by_kind": self.last_by_kind,
                 "created_at": self.created_at,
                 "outbox": self.outbox,
@@ -80,6 +101,7 @@ class SectionAggregate:
     @classmethod
     def from_bytes(cls, raw: bytes) -> SectionAggregate:
         data: dict[str, Any] = orjson.loads(raw)
+        arrays = _unpack(data.get("seen"))
         return cls(
             section_id=data["section_id"],
             buckets={int(k): v for k, v in data["buckets"].items()},
@@ -91,28 +113,20 @@ class SectionAggregate:
             version=data["version"],
             fingerprint=data["fingerprint"],
             partition=data.get("partition"),
-            seen=_unpack(data.get("seen")),
+            seen=dict(zip(*arrays, strict=True)),
             last_by_kind=data.get("last_by_kind", {}),
             created_at=data.get("created_at", 0.0),
             outbox=data.get("outbox"),
+            seen_arrays=arrays,
         )
 
 
-def _pack(seen: dict[int, int]) -> list[str]:
-    """The dedupe map as two base64 int64 arrays (8 bytes an id, not ~40 as text)."""
-    return [
-        base64.b64encode(array("q", seen.keys()).tobytes()).decode(),
-        base64.b64encode(array("q", seen.values()).tobytes()).decode(),
-    ]
-
-
-def _unpack(packed: list[str] | None) -> dict[int, int]:
-    if not packed:
-        return {}
+def _unpack(packed: list[str] | None) -> tuple[array[int], array[int]]:
     keys, values = array("q"), array("q")
-    keys.frombytes(base64.b64decode(packed[0]))
-    values.frombytes(base64.b64decode(packed[1]))
-    return dict(zip(keys, values, strict=True))
+    if packed:
+        keys.frombytes(base64.b64decode(packed[0]))
+        values.frombytes(base64.b64decode(packed[1]))
+    return keys, values
 
 
 _MASK64 = (1 << 64) - 1
@@ -226,7 +240,7 @@ class Engine:
                 continue
             kind = event["kind"]
             windows.add(agg.buckets, kind, ts, int(event["count"]), bs)
-            agg.seen[key] = windows.bucket_start(ts, bs)
+            agg.add_seen(key, windows.bucket_start(ts, bs))
             if agg.watermark is None or ts > agg.watermark:
                 agg.watermark = ts
             if agg.last_event_at is None or ts > agg.last_event_at:
@@ -262,6 +276,7 @@ class Engine:
         floor = windows.bucket_start(now, bs) - self.keep_seconds + bs
         if agg.seen_floor is None or floor > agg.seen_floor or len(agg.seen) > self.max_seen:
             agg.seen = {k: b for k, b in agg.seen.items() if b >= floor}
+            agg.seen_arrays = None
             while len(agg.seen) > self.max_seen:
                 oldest = min(agg.seen.values())
                 log.warning(
@@ -271,6 +286,7 @@ class Engine:
                     _iso(oldest).isoformat(),
                 )
                 agg.seen = {k: b for k, b in agg.seen.items() if b > oldest}
+                agg.seen_arrays = None
             agg.seen_floor = floor
 
     def _evaluate(self, agg: SectionAggregate, section: Section, now: float) -> list[Alert]:
