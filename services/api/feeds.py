@@ -128,6 +128,13 @@ class Filter:
     kinds: tuple[str, ...] = ()
     min_severity: str | None = None
     types: frozenset[str] = frozenset({"section_state", "alert", "ack"})
+    # Section states with their 24 hourly buckets (``hourly=true``); without, a
+    # state is a sixth of the bytes, which is most of the cost of a feed.
+    hourly: bool = False
+
+    def data(self, entry: Entry) -> bytes:
+        """The entry's message as this client gets it."""
+        return entry.data if self.hourly else entry.slim
 
     @property
     def plain(self) -> bool:
@@ -160,6 +167,8 @@ class Entry:
     tp: str
     offset: int
     data: bytes
+    # ``data`` without a section state's ``hourly`` series (the same bytes otherwise)
+    slim: bytes
     cursor: str
     section_id: str
     country: str
@@ -316,12 +325,17 @@ class Hub:
         self.position[tp] = offset + 1
         cursor = encode_cursor(self.position)
         data = dumps({"type": kind, "payload": payload, "cursor": cursor})
+        slim = data
+        if "hourly" in payload:
+            brief = {k: v for k, v in payload.items() if k != "hourly"}
+            slim = dumps({"type": kind, "payload": brief, "cursor": cursor})
         self._entries.append(
             Entry(
                 kind,
                 tp,
                 offset,
                 data,
+                slim,
                 cursor,
                 str(payload.get("section_id", "")),
                 country,
@@ -408,11 +422,13 @@ class Hub:
         out: list[bytes] = []
         size = 0
         plain = filter_.plain
+        hourly = filter_.hourly
         for i in range(start - base, end - base):
             entry = entries[i]
             if entry.type in filter_.types if plain else filter_.accepts(entry):
-                out.append(entry.data)
-                size += len(entry.data) + 1
+                data = entry.data if hourly else entry.slim
+                out.append(data)
+                size += len(data) + 1
                 if size >= self.max_frame_bytes:
                     return batch_frame(out), base + i + 1
         return (batch_frame(out) if out else None), end

@@ -269,12 +269,16 @@ def _feed_filter(query: Any, types: frozenset[str]) -> Filter:
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise CursorError(f"unknown kinds {bad}; known: {', '.join(KINDS)}")
+    hourly = query.get("hourly", "false").lower()
+    if hourly not in ("true", "false", "1", "0"):
+        raise CursorError("hourly must be true or false")
     return Filter(
         sections=_csv(query.get("sections")),
         countries=_csv(query.get("country")),
         kinds=kinds,
         min_severity=severity,
         types=types,
+        hourly=hourly in ("true", "1"),
     )
 
 
@@ -311,6 +315,13 @@ FEED_TYPES = frozenset({"section_state", "alert", "ack"})
 ALERT_TYPES = frozenset({"alert", "ack"})
 
 
+async def _refuse(ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
+    """Close with a feed close code the client can read: a close before the handshake
+    would reach it as a bare HTTP 403."""
+    await ws.accept(subprotocol=subprotocol)
+    await ws.close(code=code, reason=reason[:120])
+
+
 async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     app = ws.app
     token, as_protocol = _token(ws.headers, ws.query_params)
@@ -319,17 +330,17 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     if app.state.auth_enabled:
         principal = app.state.tokens.verify(token) if token else None
         if principal is None:
-            await ws.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid token")
+            await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, "missing or invalid token")
             return
         if "read" not in principal.scopes:
-            await ws.close(code=CLOSE_FORBIDDEN, reason="token lacks the 'read' scope")
+            await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "token lacks the 'read' scope")
             return
     try:
         filter_ = _feed_filter(ws.query_params, types)
         cursor_text = ws.query_params.get("cursor")
         cursor = decode_cursor(cursor_text) if cursor_text else None
     except CursorError as exc:
-        await ws.close(code=CLOSE_BAD_REQUEST, reason=str(exc)[:120])
+        await _refuse(ws, subprotocol, CLOSE_BAD_REQUEST, str(exc))
         return
     hub: Hub = app.state.hub
     view: View = app.state.view
@@ -341,7 +352,7 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
         elif cursor is None:
             first = frames([_snapshot(view, hub, "snapshot", filter_)])
         else:
-            first = frames((e.data for e in backlog), hub.max_frame_bytes)
+            first = frames((filter_.data(e) for e in backlog), hub.max_frame_bytes)
         reader = asyncio.create_task(_drain_client(ws, sub))
         try:
             for frame in first:
@@ -458,7 +469,7 @@ async def sse_alerts(
     elif cursor is None:
         first = _sse_snapshot(_snapshot(view, hub, "snapshot", filter_))
     else:
-        first = b"".join(_sse_event(e.type, e.cursor, e.data) for e in backlog)
+        first = b"".join(_sse_event(e.type, e.cursor, filter_.data(e)) for e in backlog)
 
     async def stream() -> AsyncIterator[bytes]:
         # Everything pending goes in one write, as on the WebSocket; each event keeps
@@ -473,7 +484,7 @@ async def sse_alerts(
                     return
                 entries = hub.next_entries(sub)
                 if entries:
-                    yield b"".join(_sse_event(e.type, e.cursor, e.data) for e in entries)
+                    yield b"".join(_sse_event(e.type, e.cursor, filter_.data(e)) for e in entries)
                     sub.last_sent = asyncio.get_running_loop().time()
                     continue
                 if sub.heartbeat_due:

@@ -317,7 +317,7 @@ def test_websocket_query_parameters_are_the_ones_the_api_reads(doc: dict[str, An
             read.add(node.args[0].value)
     schemas = doc["components"]["schemas"]
 
-    assert read == {"token", "cursor", "sections", "country", "kinds", "min_severity"}
+    assert read == {"token", "cursor", "sections", "country", "kinds", "min_severity", "hourly"}
     assert set(schemas["FeedQuery"]["properties"]) == read
     assert set(schemas["SseQuery"]["properties"]) <= read
     assert set(schemas["FeedQuery"]["properties"]["min_severity"]["enum"]) == set(SEVERITY_ORDER)
@@ -326,12 +326,19 @@ def test_websocket_query_parameters_are_the_ones_the_api_reads(doc: dict[str, An
 def test_close_codes_are_the_ones_the_api_uses(doc: dict[str, Any]) -> None:
     used: set[int] = set()
     for node in ast.walk(ast.parse(inspect.getsource(routes))):
+        value: ast.expr | None = None
         if isinstance(node, ast.keyword) and node.arg == "code":
             value = node.value
-            if isinstance(value, ast.Constant):
-                used.add(value.value)
-            elif isinstance(value, ast.Name):
-                used.add(getattr(routes, value.id))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "_refuse"
+        ):
+            value = node.args[2]  # _refuse(ws, subprotocol, code, reason)
+        if isinstance(value, ast.Constant):
+            used.add(value.value)
+        elif isinstance(value, ast.Name) and hasattr(routes, value.id):
+            used.add(getattr(routes, value.id))
     documented = {c["const"] for c in doc["components"]["schemas"]["WebSocketCloseCodes"]["oneOf"]}
 
     assert {4008, 4401, 4403, 4400} <= used
@@ -390,6 +397,8 @@ def _feed_frames() -> list[tuple[str, str]]:
     async def build() -> list[tuple[str, str]]:
         hub = Hub()
         subs = {ch: hub.subscribe(Filter(types=types), None)[0] for ch, types in channels.items()}
+        # and a /ws/feed client that asked for the hourly series
+        with_hourly = hub.subscribe(Filter(types=routes.FEED_TYPES, hourly=True), None)[0]
         for kind, value, apply in (
             ("section_state", state, view.apply_state),
             ("alert", alert, view.apply_alert),
@@ -407,6 +416,9 @@ def _feed_frames() -> list[tuple[str, str]]:
                 snapshot = routes._snapshot(view, hub, type_, Filter(types=channels[channel]))
                 out += [(channel, f) for f in feeds.frames([snapshot])]
             out.append((channel, feeds.batch_frame([routes._heartbeat(hub)])))
+        frame = hub.next_frame(with_hourly)
+        assert frame is not None and '"hourly":[' in frame
+        out.append(("ws-feed", frame))
         hub.close_all()
         return out
 

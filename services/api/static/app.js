@@ -193,6 +193,8 @@ function openFeed(generation) {
   const url = new URL("/ws/feed", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   if (token()) url.searchParams.set("token", token());
+  // The detail panel draws the selected section's 24 hourly buckets from the feed.
+  url.searchParams.set("hourly", "true");
   const ws = new WebSocket(url);
   feed.ws = ws;
   armStale(generation);
@@ -293,7 +295,7 @@ function handle(message) {
       state.sections.set(p.section_id, { ...(current || {}), ...rest });
       if (!state.order.has(p.section_id)) state.order.set(p.section_id, state.order.size);
       if (state.selected === p.section_id && state.detail) {
-        state.detail = { ...state.detail, ...rest, hourly };
+        state.detail = { ...state.detail, ...rest, hourly: hourly || state.detail.hourly };
       }
       touch();
       break;

@@ -207,3 +207,28 @@ def test_messages_are_ascii_json_with_the_same_content(text: str) -> None:
     data = dumps({"name": text, "n": [1, 2]})
     assert data.isascii()
     assert json.loads(data) == orjson.loads(data) == {"name": text, "n": [1, 2]}
+
+
+async def test_section_states_come_without_the_hourly_series_unless_asked() -> None:
+    hub = Hub()
+    brief, _ = hub.subscribe(ALL, None)
+    full, _ = hub.subscribe(Filter(hourly=True), None)
+    series = [{"start": "2026-11-22T00:00:00+00:00", "counts": {"detection": 1}}] * 24
+    hub.publish("section_state", {**_state("LV-KRA", 1), "hourly": series}, 0, 0, country="LV")
+    hub.publish("alert", {"alert_id": "a.LV-KRA.1", "section_id": "LV-KRA"}, 0, 0, country="LV")
+    await _flushed()
+    got_brief, got_full = _messages(hub.next_frame(brief)), _messages(hub.next_frame(full))
+    assert "hourly" not in got_brief[0]["payload"]
+    assert got_full[0]["payload"]["hourly"] == series
+    assert {k: v for k, v in got_full[0]["payload"].items() if k != "hourly"} == got_brief[0][
+        "payload"
+    ]
+    # Same cursors, and messages without a series are the same bytes for both.
+    assert [m["cursor"] for m in got_brief] == [m["cursor"] for m in got_full]
+    assert got_brief[1] == got_full[1]
+    # A reconnect gets its backlog in its own form too.
+    cursor = decode_cursor(got_brief[0]["cursor"])
+    _, backlog = hub.subscribe(ALL, {tp: 0 for tp in cursor})
+    assert backlog is not None and b'"hourly"' not in ALL.data(backlog[0])
+    assert b'"hourly"' in Filter(hourly=True).data(backlog[0])
+    hub.close_all()
