@@ -25,7 +25,7 @@ class AggregatorSettings(CommonSettings):
         10.0, gt=0, description="Wall-clock timer that moves quiet sections' windows on."
     )
     batch_max: int = Field(5000, ge=1, description="Most input records handled in one batch.")
-    batch_within: float = Field(0.1, gt=0, description="Longest wait to fill a batch, seconds.")
+    batch_within: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
     session_timeout: float = Field(
         6.0, gt=0, description="Consumer group session timeout; the first join waits half of it."
     )
