@@ -316,9 +316,20 @@ async def tick() -> None:
         await _tick(time.time())
 
 
+@app.timer(interval=min(1.0, settings.tick_seconds))  # type: ignore[untyped-decorator]
+async def watch_input() -> None:
+    """Seek back a partition whose consumer went quiet short of the next record to
+    count (every second, so such records wait seconds, not a tick period)."""
+    if app.rebalancing:
+        return
+    async with _turn:
+        if app.rebalancing:  # as in tick(): the table may not hold the sections yet
+            return
+        await _seek_back_if_idle(_active_partitions(), time.time())
+
+
 async def _tick(now: float) -> None:
     active = _active_partitions()
-    await _seek_back_if_idle(active, now)
     owned = 0
     outboxes = []
     keys = {sid.encode() for sid in catalogue} | set(sections_table.keys())
