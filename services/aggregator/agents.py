@@ -20,7 +20,7 @@ from typing import Any
 import faust
 import orjson
 from faust.types import TP
-from prometheus_client import Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from services.aggregator.app import app, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
@@ -56,6 +56,11 @@ INPUT_REWINDS = Counter(
 RECORDS_EXPIRED = Counter(
     "bw_aggregator_input_records_expired_total",
     "Input records deleted by retention before they were counted",
+)
+TICK_SECONDS = Histogram(
+    "bw_aggregator_tick_seconds",
+    "Time a wall-clock tick holds the worker (input waits meanwhile)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
 
@@ -343,7 +348,18 @@ async def _tick(now: float) -> None:
             _store(key, agg, pub)
             outboxes.append((key, agg.outbox))
     SECTIONS.set(owned)
+    refreshed = time.time()
     await _publish(outboxes)
+    took = time.time() - now
+    TICK_SECONDS.observe(took)
+    if took > 0.25:
+        log.info(
+            "tick: %d sections in %.2f s (%.2f s refreshing), %d published",
+            owned,
+            took,
+            refreshed - now,
+            len(outboxes),
+        )
 
 
 async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
