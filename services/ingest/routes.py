@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
+from prometheus_client import Counter
 from pydantic import TypeAdapter
 
 from schemas.models import ReportEvent
@@ -323,6 +324,52 @@ async def _produce(
     return claim.new, duplicate
 
 
+def _refuse(
+    ingest: Ingest,
+    intake: _Intake,
+    route: str,
+    principal: Principal,
+    problems: list[Problem],
+    counter: Counter,
+) -> list[dict[str, Any]]:
+    """Count and dead-letter the refused items; their entries for the response."""
+    if problems:
+        count_rejections(counter, problems)
+        _send_dead_letters(ingest, intake, route, principal, problems)
+    return [p.as_dict() for p in problems]
+
+
+async def _accept(
+    ingest: Ingest,
+    intake: _Intake,
+    keys: Sequence[str],
+    records_for: Callable[[list[int]], list[Outgoing]],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    counters: tuple[Counter, Counter],
+    rejected: list[dict[str, Any]],
+) -> Response:
+    """Produce the valid items and answer 202 with each one's outcome (503 if Kafka
+    does not acknowledge in time); ``labels`` label the accepted/duplicate counters."""
+    try:
+        new, duplicate = await _produce(ingest, keys, records_for, intake.deadline)
+    except BrokerUnavailable as exc:
+        return _unavailable(exc)
+    accepted_total, duplicate_total = counters
+    for label, n in Tally(labels[p] for p in new).items():
+        accepted_total.labels(label).inc(n)
+    for label, n in Tally(labels[p] for p in duplicate).items():
+        duplicate_total.labels(label).inc(n)
+    return JSONBytes(
+        {
+            "accepted": [ids[p] for p in new],
+            "duplicate": [ids[p] for p in duplicate],
+            "rejected": rejected,
+        },
+        status_code=202,
+    )
+
+
 # --- routes ---------------------------------------------------------------------------
 
 
@@ -361,10 +408,7 @@ async def post_field_events(
         settings.max_age_seconds,
         raw=intake.parsed.array(),
     )
-    rejected = [p.as_dict() for p in checked.problems]
-    if checked.problems:
-        count_rejections(REJECTED, checked.problems)
-        _send_dead_letters(ingest, intake, FIELD_EVENTS, principal, checked.problems)
+    rejected = _refuse(ingest, intake, FIELD_EVENTS, principal, checked.problems, REJECTED)
     if not checked.valid:
         return _error(422, "no valid event in the request", errors=rejected)
     await asyncio.sleep(0)
@@ -388,21 +432,9 @@ async def post_field_events(
             for r in records
         ]
 
-    try:
-        new, duplicate = await _produce(ingest, keys, records_for, intake.deadline)
-    except BrokerUnavailable as exc:
-        return _unavailable(exc)
-    for kind, n in Tally(events[p].kind for p in new).items():
-        ACCEPTED.labels(kind.value).inc(n)
-    for kind, n in Tally(events[p].kind for p in duplicate).items():
-        DUPLICATE.labels(kind.value).inc(n)
-    return JSONBytes(
-        {
-            "accepted": [keys[p] for p in new],
-            "duplicate": [keys[p] for p in duplicate],
-            "rejected": rejected,
-        },
-        status_code=202,
+    kinds = [e.kind.value for e in events]
+    return await _accept(
+        ingest, intake, keys, records_for, keys, kinds, (ACCEPTED, DUPLICATE), rejected
     )
 
 
@@ -435,10 +467,7 @@ async def post_reports(
         intake.received_at.timestamp(),
         settings.future_tolerance_seconds,
     )
-    rejected = [p.as_dict() for p in checked.problems]
-    if checked.problems:
-        count_rejections(REPORTS_REJECTED, checked.problems)
-        _send_dead_letters(ingest, intake, REPORTS, principal, checked.problems)
+    rejected = _refuse(ingest, intake, REPORTS, principal, checked.problems, REPORTS_REJECTED)
     if not checked.valid:
         return _error(422, "no valid report in the request", errors=rejected)
     reports = [r for _, r in checked.valid]
@@ -460,21 +489,17 @@ async def post_reports(
             for p in new
         ]
 
-    try:
-        new, duplicate = await _produce(ingest, keys, records_for, intake.deadline)
-    except BrokerUnavailable as exc:
-        return _unavailable(exc)
-    for source_type, n in Tally(reports[p].source.type.value for p in new).items():
-        REPORTS_ACCEPTED.labels(source_type).inc(n)
-    for source_type, n in Tally(reports[p].source.type.value for p in duplicate).items():
-        REPORTS_DUPLICATE.labels(source_type).inc(n)
-    return JSONBytes(
-        {
-            "accepted": [reports[p].report_id for p in new],
-            "duplicate": [reports[p].report_id for p in duplicate],
-            "rejected": rejected,
-        },
-        status_code=202,
+    ids = [r.report_id for r in reports]
+    sources = [r.source.type.value for r in reports]
+    return await _accept(
+        ingest,
+        intake,
+        keys,
+        records_for,
+        ids,
+        sources,
+        (REPORTS_ACCEPTED, REPORTS_DUPLICATE),
+        rejected,
     )
 
 
