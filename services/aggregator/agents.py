@@ -278,17 +278,20 @@ async def _in_sequence(message: Any, now: float) -> bool:
             RECORDS_EXPIRED.inc(earliest - expected)
             _cursors.start(p, earliest)
             return await _in_sequence(message, now)
-        log.warning(
-            "%s partition %s: record %s delivered but %s is the next to count; seeking back to %s",
-            message.topic,
-            p,
-            offset,
-            expected,
-            expected,
-        )
-        INPUT_REWINDS.inc()
-        await app.consumer.seek(tp, expected)
+        await _seek_back(tp, expected, f"record {offset} delivered")
     return decision in (Decision.COUNT, Decision.REPLAY)
+
+
+async def _seek_back(tp: TP, expected: int, seen: str) -> None:
+    log.warning(
+        "%s partition %s: %s but %s is the next to count; seeking back to it",
+        tp.topic,
+        tp.partition,
+        seen,
+        expected,
+    )
+    INPUT_REWINDS.inc()
+    await app.consumer.seek(tp, expected)
 
 
 @app.agent(field_events, name="count-field-events")
@@ -373,17 +376,7 @@ async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
             position = await app.consumer.position(tp)
             if position is not None and position < end:
                 continue  # still fetching (a backlog), not past a skipped record
-            expected = _cursors.expected(p)
-            log.warning(
-                "%s partition %s: quiet at end offset %s but %s is the next to count; "
-                "seeking back to it",
-                tp.topic,
-                p,
-                end,
-                expected,
-            )
-            INPUT_REWINDS.inc()
-            await app.consumer.seek(tp, expected)
+            await _seek_back(tp, _cursors.expected(p), f"quiet at end offset {end}")
 
 
 def _ready() -> bool:

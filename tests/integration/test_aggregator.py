@@ -8,12 +8,13 @@ and real worker processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -215,21 +216,28 @@ def _uncounted_records(dep: Deployment, sections: set[str]) -> dict[str, Any]:
     return out
 
 
+@contextlib.asynccontextmanager
+async def _group_client(dep: Deployment) -> AsyncIterator[AIOKafkaConsumer]:
+    """A client of the aggregator's consumer group that never joins it (offsets only)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=dep.bootstrap, group_id=dep.app_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 def _committed(dep: Deployment) -> dict[int, int | None]:
     """The aggregator group's committed offsets on the input topic, per partition."""
 
     async def read() -> dict[int, int | None]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=dep.bootstrap, group_id=dep.app_id, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
+        async with _group_client(dep) as consumer:
             topic = dep.prefix + "field-events"
             return {
                 p: await consumer.committed(TopicPartition(topic, p)) for p in range(dep.partitions)
             }
-        finally:
-            await consumer.stop()
 
     return asyncio.run(read())
 
@@ -374,17 +382,10 @@ def _commit_for_group(dep: Deployment, offsets: dict[int, int]) -> None:
     """Commit input offsets for the aggregator's group, as a worker would have."""
 
     async def commit() -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=dep.bootstrap, group_id=dep.app_id, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
+        async with _group_client(dep) as consumer:
             topic = dep.prefix + "field-events"
-            tps = [TopicPartition(topic, p) for p in offsets]
-            consumer.assign(tps)
+            consumer.assign([TopicPartition(topic, p) for p in offsets])
             await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
-        finally:
-            await consumer.stop()
 
     asyncio.run(commit())
 

@@ -8,6 +8,8 @@ were still queued in the process (see services/aggregator/durable.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,8 +18,9 @@ import pytest
 from services.aggregator.durable import _STOCK, DurableProducerBuffer
 
 
-def _slow(cls: type[Any], delay: float) -> Any:
-    """A buffer of ``cls`` whose hand-over to the client takes ``delay`` seconds."""
+@contextlib.asynccontextmanager
+async def _slow(cls: type[Any], delay: float) -> AsyncIterator[Any]:
+    """A running buffer of ``cls`` whose hand-over to the client takes ``delay`` seconds."""
 
     class Slow(cls):  # type: ignore[misc,valid-type]
         def __post_init__(self) -> None:
@@ -30,61 +33,49 @@ def _slow(cls: type[Any], delay: float) -> Any:
 
     buffer = Slow()
     buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
-    return buffer
+    await buffer.start()
+    try:
+        yield buffer
+    finally:
+        await buffer.stop()
 
 
 async def test_flush_waits_for_every_queued_record() -> None:
-    buffer = _slow(DurableProducerBuffer, 0.25)
-    await buffer.start()
-    try:
+    async with _slow(DurableProducerBuffer, 0.25) as buffer:
         for n in range(4):
             buffer.put(n)
         await buffer.flush()
         assert buffer.handed == [0, 1, 2, 3]
         assert buffer.size == 0 and buffer.in_hand == 0
-    finally:
-        await buffer.stop()
 
 
 async def test_flush_waits_for_the_record_being_handed_over() -> None:
-    buffer = _slow(DurableProducerBuffer, 0.3)
-    await buffer.start()
-    try:
+    async with _slow(DurableProducerBuffer, 0.3) as buffer:
         buffer.put("only")
         await asyncio.sleep(0.05)  # the sender took it: the queue is empty now
         assert buffer.size == 0 and buffer.in_hand == 1
         await buffer.flush()
         assert buffer.handed == ["only"]
-    finally:
-        await buffer.stop()
 
 
 async def test_the_throttle_still_flushes_at_most_n() -> None:
-    buffer = _slow(DurableProducerBuffer, 0.01)
-    await buffer.start()
-    try:
+    async with _slow(DurableProducerBuffer, 0.01) as buffer:
         for n in range(50):
             buffer.put(n)
         flushed = await buffer.flush_atmost(5)
         assert 5 <= flushed < 50
         await buffer.flush()
         assert len(buffer.handed) == 50
-    finally:
-        await buffer.stop()
 
 
 async def test_the_stock_buffer_still_needs_this_work_around() -> None:
     """If this fails, faust's own flush waits now and durable.py can go."""
-    buffer = _slow(_STOCK, 0.25)
-    await buffer.start()
-    try:
+    async with _slow(_STOCK, 0.25) as buffer:
         for n in range(4):
             buffer.put(n)
         await buffer.flush()
         assert len(buffer.handed) < 4, "the stock flush waited for every record"
         await asyncio.sleep(1.2)
-    finally:
-        await buffer.stop()
 
 
 def test_install_makes_faust_create_the_durable_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
