@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from services.aggregator.app import app, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
+from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
 from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
 from services.common.catalogue import Catalogue
@@ -63,6 +64,12 @@ TICK_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
+PUBLISH_QUEUE = Gauge(
+    "bw_aggregator_publish_queue",
+    "Section outboxes written to the table and waiting to be sent (after the last batch)",
+)
+# How long a rebalance waits for queued outboxes to be sent before moving sections.
+REVOKE_DRAIN_SECONDS = 10.0
 
 catalogue = Catalogue.load(settings.sections_file)
 engine = Engine(
@@ -144,27 +151,56 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
         STATES_PUBLISHED.inc()
 
 
-async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
-    """Send what restored aggregates still owed, then the new outboxes.
+async def _flush_table() -> None:
+    # Waits for every queued changelog record only because app.py installs
+    # durable.DurableProducerBuffer.
+    await app.producer.flush()
 
-    The new ones were written to the table first; flushing the producer before
-    sending them means a version or alert transition is never visible unless the
-    aggregate that produced it is durable, so a worker taking over after a crash
-    can never publish a different state under the same version. (That flush
-    waits for every queued changelog record only because app.py installs
-    durable.DurableProducerBuffer.)
+
+publisher = Publisher(_flush_table, _send_outbox)
+
+
+async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
+    """Queue what restored aggregates still owed, then the new outboxes.
+
+    The new ones were written to the table first; the publisher flushes the
+    producer before it sends them, so a version or alert transition is never
+    visible unless the aggregate that produced it is durable, and a worker
+    taking over after a crash can never publish a different state under the
+    same version. Callers hold ``_turn``, so versions are queued in order.
     """
-    pending = [(k, o) for k, o in outboxes if o]
     owed = list(_resend.items())
     _resend.clear()
-    if pending:
-        await app.producer.flush()
-    for key, outbox in owed + pending:
-        await _send_outbox(key, outbox)
+    await publisher.put(owed + [(k, o) for k, o in outboxes if o])
+    PUBLISH_QUEUE.set(publisher.pending)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def publish_outboxes() -> None:
+    """Send the queued outboxes (see publisher.py); a failure stops the worker."""
+    try:
+        await publisher.run()
+    except Exception as exc:
+        log.exception("publishing section states failed; stopping the worker")
+        await app.crash(exc)
+        raise
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    # Send what is queued before the sections move: their new owner would send
+    # the same outboxes again from the table.
+    try:
+        await asyncio.wait_for(publisher.drain(), timeout=REVOKE_DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "partitions revoked with %d section outboxes unsent after %.0f s; their new "
+            "owner sends them from the table",
+            publisher.pending,
+            REVOKE_DRAIN_SECONDS,
+        )
+    except PublisherFailed:
+        pass  # already stopping the worker
     _cache.clear()
     _cursors.reset()
 
