@@ -11,6 +11,7 @@ import os
 import ssl
 
 import faust
+import mode.loop
 
 from services.aggregator import durable
 from services.aggregator.settings import AggregatorSettings
@@ -48,6 +49,11 @@ def _broker_credentials(s: AggregatorSettings) -> object | None:
 
 
 settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+# uvloop, as ``faust -L uvloop`` would: the event-loop policy must be set before
+# the worker and its consumer thread create their loops. It cut the worker's CPU
+# per event and its input-to-state latency (python -m bench.feeds).
+mode.loop.use("uvloop")
 
 # Before the app creates its producer: a flush that waits for every queued
 # changelog record, so offsets are never committed (nor states published)
