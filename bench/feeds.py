@@ -326,27 +326,47 @@ class FeedConnection(asyncio.Protocol):
             self._transport.writelines(b for b in out if b)
 
 
+Parsed = tuple[str, list[tuple[str, int]], int]
+
+
 def shared_scan() -> Any:
     """``scan_frame`` for the clients of one process: the clients that share a filter
     and a place in the feed receive the same frame, byte for byte, so each distinct
-    frame is scanned once (every client still receives and records it)."""
-    seen: dict[bytes, tuple[str, list[tuple[str, int]], int]] = {}
+    frame is scanned once (every client still receives and records it). A frame is
+    known by its length and its tail, which holds the cursor of its last message: a
+    place in the log (hashing whole frames cost more than scanning them)."""
+    seen: dict[tuple[int, bytes], Parsed] = {}
 
-    def read(raw: bytes) -> tuple[str, list[tuple[str, int]], int]:
-        got = seen.get(raw)
+    def read(raw: bytes) -> Parsed:
+        key = (len(raw), raw[-200:])
+        got = seen.get(key)
         if got is None:
             if len(seen) >= 256:
                 seen.clear()
-            got = seen[raw] = scan_frame(raw)
+            got = seen[key] = scan_frame(raw)
         return got
 
     return read
 
 
+def record_marks(
+    frames: list[tuple[float, Parsed]], index: dict[str, int], per_second: Counter[int]
+) -> list[array[float]]:
+    """A client's receipt time of each section's k-th mark, from the frames it got
+    (done after the run: while it runs a client only notes (time, frame))."""
+    marks = [array("d") for _ in index]
+    for now, (_, states, updates) in frames:
+        per_second[int(now)] += updates
+        for sid, reached in states:
+            got = marks[index[sid]]
+            while len(got) < reached:
+                got.append(now)
+    return marks
+
+
 async def _client(
     url: str,
-    index: dict[str, int],
-    marks: list[array[float]],
+    frames: list[tuple[float, Parsed]],
     stats: ClientStats,
     stop: asyncio.Event,
     compression: bool,
@@ -362,12 +382,9 @@ async def _client(
 
     def on_frame(raw: bytes, now: float) -> None:
         nonlocal cursor
-        cursor, states, updates = read(raw)
-        stats.per_second[int(now)] += updates
-        for sid, reached in states:
-            got = marks[index[sid]]
-            while len(got) < reached:
-                got.append(now)
+        parsed = read(raw)
+        cursor = parsed[0]
+        frames.append((now, parsed))
 
     while not stop.is_set():
         target = url + (f"?cursor={cursor}" if cursor else "")
@@ -437,6 +454,43 @@ def _latencies(
     return hist, delivered, missing
 
 
+def client_report(
+    received: list[list[tuple[float, Parsed]]],
+    index: dict[str, int],
+    stats: ClientStats,
+    accepted: dict[int, list[float]],
+    tapped: dict[int, list[float]],
+    t0: float,
+    t1: float,
+) -> dict[str, Any]:
+    """What a group of clients reports: latency histograms over [t0, t1) and counters."""
+    marks = [record_marks(frames, index, stats.per_second) for frames in received]
+    received.clear()
+    hist, delivered, missing = _latencies(marks, accepted, accepted, t0, t1)
+    api_hist, _, _ = _latencies(marks, accepted, tapped, t0, t1)
+    # Per client: when the newest post it had seen by the end was accepted.
+    freshest = [
+        max(
+            (accepted[s][len(got) - 1] for s, got in enumerate(m) if 0 < len(got)),
+            default=0.0,
+        )
+        for m in marks
+    ]
+    # Whole seconds inside the window only.
+    window = sum(c for s, c in stats.per_second.items() if math.ceil(t0) <= s < int(t1))
+    return {
+        "hist": hist,
+        "api_hist": api_hist,
+        "freshest": freshest,
+        "delivered": delivered,
+        "missing": missing,
+        "updates_in_window": window,
+        "too_slow": stats.too_slow,
+        "errors": stats.errors,
+        "clients": len(marks),
+    }
+
+
 def client_process(
     conn: Connection, url: str, n: int, sections: list[str], compression: bool, full_parse: bool
 ) -> None:
@@ -444,7 +498,7 @@ def client_process(
 
     async def main() -> None:
         index = index_of(sections)
-        marks = [[array("d") for _ in sections] for _ in range(n)]
+        received: list[list[tuple[float, Parsed]]] = [[] for _ in range(n)]
         stats = ClientStats()
         stop = asyncio.Event()
         ready = asyncio.Event()
@@ -453,7 +507,7 @@ def client_process(
         read = read_frame if full_parse else shared_scan()
         tasks = [
             asyncio.create_task(
-                _client(url, index, marks[i], stats, stop, compression, gate, ready, n, read)
+                _client(url, received[i], stats, stop, compression, gate, ready, n, read)
             )
             for i in range(n)
         ]
@@ -465,31 +519,7 @@ def client_process(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        hist, delivered, missing = _latencies(marks, accepted, accepted, t0, t1)
-        api_hist, _, _ = _latencies(marks, accepted, tapped, t0, t1)
-        # Per client: when the newest post it had seen by the end was accepted.
-        freshest = [
-            max(
-                (accepted[s][len(got) - 1] for s, got in enumerate(m) if 0 < len(got)),
-                default=0.0,
-            )
-            for m in marks
-        ]
-        # Whole seconds inside the window only.
-        window = sum(c for s, c in stats.per_second.items() if math.ceil(t0) <= s < int(t1))
-        conn.send(
-            {
-                "hist": hist,
-                "api_hist": api_hist,
-                "freshest": freshest,
-                "delivered": delivered,
-                "missing": missing,
-                "updates_in_window": window,
-                "too_slow": stats.too_slow,
-                "errors": stats.errors,
-                "clients": n,
-            }
-        )
+        conn.send(client_report(received, index, stats, accepted, tapped, t0, t1))
 
     uvloop.run(main())
 
@@ -830,7 +860,7 @@ def run(args: argparse.Namespace) -> None:
         per_proc = [
             args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
         ]
-        pipes = []
+        pipes: list[Any] = []
         for n in per_proc:
             parent, child = ctx.Pipe()
             proc = ctx.Process(
@@ -965,9 +995,9 @@ def run(args: argparse.Namespace) -> None:
     print()
     print(f"feed benchmark: {n_clients} WebSocket clients on /ws/feed of ONE API process")
     print(
-        f"  clients live in {len(results)} client processes (uvloop + websockets sans-I/O), on the "
-        f"same {psutil.cpu_count()} cores; permessage-deflate "
-        f"{'off' if args.no_compression else 'offered (as browsers do)'}"
+        f"  clients live in {len(results)} client processes (uvloop + websockets sans-I/O), "
+        f"on the same {psutil.cpu_count()} cores; permessage-deflate "
+        f"{'off' if args.no_compression else 'offered (as browsers do)'}, never taken by the API"
     )
     if args.direct:
         print("  --direct: no ingest, no aggregator; states produced straight to Kafka")
