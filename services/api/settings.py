@@ -28,6 +28,14 @@ class ApiSettings(HttpServiceSettings):
         description="Feed writers wake at most this often; what arrived meanwhile goes "
         "in one frame per client.",
     )
+    view_fetch_wait_ms: int = Field(
+        20,
+        ge=0,
+        le=500,
+        description="The view's Kafka fetches wait up to this long to gather records "
+        "(one fetch of every partition per period under load, instead of one per new "
+        "record); adds at most this much to feed latency.",
+    )
     feed_replay_size: int = Field(
         10_000, ge=100, description="Messages kept for clients that reconnect with a cursor."
     )
