@@ -329,33 +329,52 @@ class FeedConnection(asyncio.Protocol):
 Parsed = tuple[str, list[tuple[str, int]], int]
 
 
-def shared_scan() -> Any:
-    """``scan_frame`` for the clients of one process: the clients that share a filter
-    and a place in the feed receive the same frame, byte for byte, so each distinct
-    frame is scanned once (every client still receives and records it). A frame is
-    known by its length and its tail, which holds the cursor of its last message: a
-    place in the log (hashing whole frames cost more than scanning them)."""
-    seen: dict[tuple[int, bytes], Parsed] = {}
+class FrameBook:
+    """The distinct frames the clients of one process received, each parsed once.
 
-    def read(raw: bytes) -> Parsed:
+    Clients that share a filter and a place in the feed receive the same frame,
+    byte for byte; one is known by its length and its tail, which holds the
+    cursor of its last message (hashing whole frames cost more than scanning
+    them). ``full_parse`` parses every frame whole, as a real client would."""
+
+    def __init__(self, full_parse: bool = False) -> None:
+        self.parsed: list[Parsed] = []
+        self._known: dict[tuple[int, bytes], int] = {}
+        self._full = full_parse
+
+    def note(self, raw: bytes) -> int:
+        if self._full:
+            self.parsed.append(read_frame(raw))
+            return len(self.parsed) - 1
         key = (len(raw), raw[-200:])
-        got = seen.get(key)
-        if got is None:
-            if len(seen) >= 256:
-                seen.clear()
-            got = seen[key] = scan_frame(raw)
-        return got
+        at = self._known.get(key)
+        if at is None:
+            if len(self._known) >= 256:
+                self._known.clear()
+            at = self._known[key] = len(self.parsed)
+            self.parsed.append(scan_frame(raw))
+        return at
 
-    return read
+
+class Received:
+    """What one client got: receipt times and which frame, in flat arrays (no
+    object per frame for the garbage collector to walk while the clients run)."""
+
+    __slots__ = ("frames", "times")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.frames = array("l")
 
 
 def record_marks(
-    frames: list[tuple[float, Parsed]], index: dict[str, int], per_second: Counter[int]
+    received: Received, book: FrameBook, index: dict[str, int], per_second: Counter[int]
 ) -> list[array[float]]:
     """A client's receipt time of each section's k-th mark, from the frames it got
     (done after the run: while it runs a client only notes (time, frame))."""
     marks = [array("d") for _ in index]
-    for now, (_, states, updates) in frames:
+    for now, at in zip(received.times, received.frames, strict=True):
+        _, states, updates = book.parsed[at]
         per_second[int(now)] += updates
         for sid, reached in states:
             got = marks[index[sid]]
@@ -366,14 +385,14 @@ def record_marks(
 
 async def _client(
     url: str,
-    frames: list[tuple[float, Parsed]],
+    received: Received,
     stats: ClientStats,
     stop: asyncio.Event,
     compression: bool,
     gate: asyncio.Semaphore,
     ready: asyncio.Event,
     total: int,
-    read: Any,
+    book: FrameBook,
 ) -> None:
     loop = asyncio.get_running_loop()
     address = urllib.parse.urlsplit(url)
@@ -382,9 +401,10 @@ async def _client(
 
     def on_frame(raw: bytes, now: float) -> None:
         nonlocal cursor
-        parsed = read(raw)
-        cursor = parsed[0]
-        frames.append((now, parsed))
+        at = book.note(raw)
+        cursor = book.parsed[at][0]
+        received.times.append(now)
+        received.frames.append(at)
 
     while not stop.is_set():
         target = url + (f"?cursor={cursor}" if cursor else "")
@@ -455,7 +475,8 @@ def _latencies(
 
 
 def client_report(
-    received: list[list[tuple[float, Parsed]]],
+    received: list[Received],
+    book: FrameBook,
     index: dict[str, int],
     stats: ClientStats,
     accepted: dict[int, list[float]],
@@ -464,7 +485,7 @@ def client_report(
     t1: float,
 ) -> dict[str, Any]:
     """What a group of clients reports: latency histograms over [t0, t1) and counters."""
-    marks = [record_marks(frames, index, stats.per_second) for frames in received]
+    marks = [record_marks(r, book, index, stats.per_second) for r in received]
     received.clear()
     hist, delivered, missing = _latencies(marks, accepted, accepted, t0, t1)
     api_hist, _, _ = _latencies(marks, accepted, tapped, t0, t1)
@@ -498,16 +519,16 @@ def client_process(
 
     async def main() -> None:
         index = index_of(sections)
-        received: list[list[tuple[float, Parsed]]] = [[] for _ in range(n)]
+        received = [Received() for _ in range(n)]
         stats = ClientStats()
         stop = asyncio.Event()
         ready = asyncio.Event()
         gate = asyncio.Semaphore(25)
         started = time.monotonic()
-        read = read_frame if full_parse else shared_scan()
+        book = FrameBook(full_parse)
         tasks = [
             asyncio.create_task(
-                _client(url, received[i], stats, stop, compression, gate, ready, n, read)
+                _client(url, received[i], stats, stop, compression, gate, ready, n, book)
             )
             for i in range(n)
         ]
@@ -519,7 +540,7 @@ def client_process(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        conn.send(client_report(received, index, stats, accepted, tapped, t0, t1))
+        conn.send(client_report(received, book, index, stats, accepted, tapped, t0, t1))
 
     uvloop.run(main())
 
