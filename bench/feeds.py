@@ -967,6 +967,12 @@ def run(args: argparse.Namespace) -> None:
 
         dropped = read_metric(api.url, "bw_api_feed_clients_dropped_total")
         queued = read_metric(api.url, 'bw_api_feed_messages_total{type="section_state"}')
+        # Garbage-collector pauses of the API over the whole run (bw_gc_pause_seconds).
+        gc_count = read_metric(api.url, "bw_gc_pause_seconds_count")
+        gc_sum = read_metric(api.url, "bw_gc_pause_seconds_sum")
+        gc_short = read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="0",le="0.05"}')
+        gc_short += read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="1",le="0.05"}')
+        gc_short += read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="2",le="0.05"}')
         results = []
         t_end = time.monotonic()
         for parent in pipes:
@@ -1064,6 +1070,10 @@ def run(args: argparse.Namespace) -> None:
         f"(API counter: {dropped:.0f}); other disconnects: {sum(r['errors'] for r in results)}"
     )
     print(f"  API section_state messages queued to clients: {queued:,.0f}")
+    print(
+        f"  API garbage collections: {gc_count:.0f}, {1000 * gc_sum:.0f} ms in all, "
+        f"{gc_count - gc_short:.0f} over 50 ms"
+    )
     print(
         f"  API process: CPU {cpu.get('api', float('nan')):.0f}% (100% = one core), "
         f"RSS {rss[-1] / 2**20:.0f} MiB (peak {max(rss) / 2**20:.0f} MiB)"

@@ -27,6 +27,7 @@ from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
 from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
+from services.common import gctune
 from services.common.catalogue import Catalogue
 from services.common.kafka import partition_for
 
@@ -447,6 +448,10 @@ def run_worker() -> None:
             # spin on every record: every aiokafka debug line was then formatted
             # (~3% of the worker's CPU, profiled) and escape codes filled the log.
             self.spinner = None
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            gctune.tune()  # see services/common/gctune.py
 
     worker = QuietWorker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -26,6 +26,7 @@ from services.api.feeds import Hub
 from services.api.routes import router
 from services.api.settings import ApiSettings
 from services.api.view import View
+from services.common import gctune
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
@@ -134,7 +135,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             task = asyncio.create_task(reader.run(), name="view-consumer")
             if pusher is not None:
                 push_task = asyncio.create_task(pusher.run(reader.ready), name="alertmanager")
-            yield
+            restore_gc = gctune.tune()
+            try:
+                yield
+            finally:
+                restore_gc()
         finally:
             hub.close_all()
             if push_task is not None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from schemas.models import FieldEvent, ReportEvent
+from services.common import gctune
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
@@ -73,7 +73,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             dead_letter_reads=asyncio.Semaphore(2),
         )
         app.state.ingest = ingest
-        restore_gc = _tune_gc()
+        restore_gc = gctune.tune()
         tasks = [
             asyncio.create_task(gate.keep_alive(), name="kafka-gate"),
             asyncio.create_task(ingest.dead_letters.run(), name="dead-letters"),
@@ -106,27 +106,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.add_middleware(RequestTimer, routes=ROUTES)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _tune_gc() -> Callable[[], None]:
-    """Make the cyclic garbage collector cheap for batch validation; returns the undo.
-
-    A batch of 1,000 events allocates ~8,000 GC-tracked objects (models, UUIDs,
-    datetimes), all freed by reference counting. With the default threshold (700)
-    each batch triggers several collections that walk the whole heap: measured on
-    the 2-core machine, validating 1,000 events took 13 ms with the defaults and
-    3.5-4.5 ms with the startup heap frozen and a 50,000 threshold.
-    """
-    before = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-    def restore() -> None:
-        gc.set_threshold(*before)
-        gc.unfreeze()
-
-    return restore
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
