@@ -61,7 +61,7 @@ RECORDS_EXPIRED = Counter(
 )
 TICK_SECONDS = Histogram(
     "bw_aggregator_tick_seconds",
-    "Time a wall-clock tick holds the worker (input waits meanwhile)",
+    "Longest time a wall-clock tick held the worker at once (input waits meanwhile)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
@@ -69,6 +69,8 @@ PUBLISH_QUEUE = Gauge(
     "bw_aggregator_publish_queue",
     "Section outboxes written to the table and waiting to be sent (after the last batch)",
 )
+# Sections a wall-clock tick refreshes per turn; input records wait at most that long.
+TICK_CHUNK = 16
 # How long a rebalance waits for queued outboxes to be sent before moving sections.
 REVOKE_DRAIN_SECONDS = 10.0
 
@@ -351,14 +353,7 @@ async def tick() -> None:
     fall, alerts resolve, silent sections are noticed, with no new event."""
     if app.rebalancing:
         return
-    async with _turn:
-        # Checked again with the turn held: a rebalance may have started while we
-        # waited, and until its recovery ends the table does not hold the newly
-        # assigned sections yet; loading one then would start it from zero and
-        # overwrite its real state. (app.rebalancing stays true until recovery ends.)
-        if app.rebalancing:
-            return
-        await _tick(time.time())
+    await _tick()
 
 
 @app.timer(interval=min(1.0, settings.tick_seconds))  # type: ignore[untyped-decorator]
@@ -373,32 +368,46 @@ async def watch_input() -> None:
         await _seek_back_if_idle(_active_partitions(), time.time())
 
 
-async def _tick(now: float) -> None:
-    active = _active_partitions()
-    owned = 0
-    outboxes = []
-    keys = {sid.encode() for sid in catalogue} | set(sections_table.keys())
-    for key in keys:
-        if partition_for(key, settings.field_partitions) not in active:
-            continue
-        owned += 1
-        agg = _load(key)
-        pub = engine.refresh(agg, now)
-        if pub:
-            _store(key, agg, pub)
-            outboxes.append((key, agg.outbox))
+async def _tick() -> None:
+    """Refresh the owned sections TICK_CHUNK at a time, each chunk with the turn
+    held: a sweep of every section at once held input records back ~85 ms (200
+    sections, bench.feeds), every tick period."""
+    started = time.time()
+    keys = sorted({sid.encode() for sid in catalogue} | set(sections_table.keys()))
+    owned = published = 0
+    longest = 0.0
+    for first in range(0, len(keys), TICK_CHUNK):
+        async with _turn:
+            # Checked with the turn held: a rebalance may have started while we
+            # waited, and until its recovery ends the table does not hold the newly
+            # assigned sections yet; loading one then would start it from zero and
+            # overwrite its real state. (app.rebalancing stays true until recovery ends.)
+            if app.rebalancing:
+                return
+            now = time.time()
+            active = _active_partitions()
+            outboxes = []
+            for key in keys[first : first + TICK_CHUNK]:
+                if partition_for(key, settings.field_partitions) not in active:
+                    continue
+                owned += 1
+                agg = _load(key)
+                pub = engine.refresh(agg, now)
+                if pub:
+                    _store(key, agg, pub)
+                    outboxes.append((key, agg.outbox))
+            await _publish(outboxes)
+            published += len(outboxes)
+            longest = max(longest, time.time() - now)
     SECTIONS.set(owned)
-    refreshed = time.time()
-    await _publish(outboxes)
-    took = time.time() - now
-    TICK_SECONDS.observe(took)
-    if took > 0.25:
+    TICK_SECONDS.observe(longest)
+    if longest > 0.25:
         log.info(
-            "tick: %d sections in %.2f s (%.2f s refreshing), %d published",
+            "tick: %d sections in %.2f s, held the worker up to %.2f s at a time, %d published",
             owned,
-            took,
-            refreshed - now,
-            len(outboxes),
+            time.time() - started,
+            longest,
+            published,
         )
 
 
