@@ -1,6 +1,6 @@
 """Benchmark: live-feed delivery latency to 1,000 WebSocket clients of ONE API process.
 
-    python -m bench.feeds [--clients 1000] [--procs 4] [--rate 200] [--sections 200]
+    python -m bench.feeds [--clients 1000] [--procs 1] [--rate 200] [--sections 200]
                           [--warmup 10] [--seconds 40] [--no-compression] [--direct]
                           [--flush SECONDS] [--profile FILE]
 
@@ -12,9 +12,10 @@ services.<name>.app:create_app --factory`` on 127.0.0.1, the flags of
 
 - ``--clients`` WebSocket clients subscribe to ``/ws/feed``, spread over
   ``--procs`` client processes (uvloop, each connection an asyncio protocol
-  driving websockets' sans-I/O client: a third of the CPU per frame of the
-  asyncio client), so the client side has more than one interpreter. They share the machine's cores
-  with everything else; their CPU is printed beside the API's. Clients offer
+  driving websockets' sans-I/O client: half the CPU per frame of the asyncio
+  client). They share the machine's cores with everything else; their CPU is
+  printed beside the API's, with a warning if one of them is near a full core
+  (its receipt times would then include its own queueing). Clients offer
   permessage-deflate as browsers do (``--no-compression`` to turn it off). A
   client closed with 4008 (too slow) reconnects with its cursor, as the
   protocol says, and is counted.
@@ -915,6 +916,7 @@ def run(args: argparse.Namespace) -> None:
         poster_ps = psutil.Process()
         cpu: dict[str, float] = {}
         rss: list[float] = []
+        busiest_client: list[float] = []
         window: dict[str, float] = {}
 
         async def sample(start: float, end: float) -> None:
@@ -934,7 +936,9 @@ def run(args: argparse.Namespace) -> None:
             for name, p in watched.items():
                 if p is not None:
                     cpu[name] = p.cpu_percent(None)
-            cpu["clients"] = sum(p.cpu_percent(None) for p in client_ps)
+            per_process = [p.cpu_percent(None) for p in client_ps]
+            cpu["clients"] = sum(per_process)
+            busiest_client.append(max(per_process))
             cpu["poster"] = poster_ps.cpu_percent(None)
             cpu["machine"] = psutil.cpu_percent(None) * psutil.cpu_count()
             # Whatever else runs on the machine (other test runs) skews every figure.
@@ -1090,6 +1094,11 @@ def run(args: argparse.Namespace) -> None:
         + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if k not in ("api", "machine"))
         + f"; whole machine {cpu.get('machine', float('nan')):.0f} of {100 * psutil.cpu_count()}"
     )
+    if busiest_client and busiest_client[0] > 80:
+        print(
+            f"  WARNING: a client process used {busiest_client[0]:.0f}% of a core: receipt "
+            "times include its own queueing (use more --procs)"
+        )
     print(f"  total run time {time.monotonic() - t_begin:.0f}s")
     if args.profile:
         print_profile(args.profile)
@@ -1099,7 +1108,14 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="client processes. One keeps up with 1,000 clients at ~35%% of a core; "
+        "4 made the tail worse (p99 272-407 ms against 194-223 with 1, same commit): "
+        "more processes contending for the 2 cores with what they measure",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="events posted per second")
     parser.add_argument(
         "--sections",
