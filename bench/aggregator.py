@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,6 +317,7 @@ def main() -> None:
         print(f"(exact: {exact}; 20 sections x 6 kinds; {len(events):,} events; 2 cores)")
     finally:
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
