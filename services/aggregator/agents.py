@@ -67,7 +67,7 @@ TICK_SECONDS = Histogram(
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
 PUBLISH_QUEUE = Gauge(
     "bw_aggregator_publish_queue",
-    "Section outboxes written to the table and waiting to be sent (after the last batch)",
+    "Section outboxes written to the table and waiting to be sent",
 )
 # Sections a wall-clock tick refreshes per turn; input records wait at most that long.
 TICK_CHUNK = 16
@@ -161,6 +161,8 @@ async def _flush_table() -> None:
 
 
 publisher = Publisher(_flush_table, _send_outbox)
+# Read at scrape time: set only when outboxes were queued, it went stale once sent.
+PUBLISH_QUEUE.set_function(lambda: publisher.pending)
 
 
 async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
@@ -175,7 +177,6 @@ async def _publish(outboxes: list[tuple[bytes, dict[str, Any] | None]]) -> None:
     owed = list(_resend.items())
     _resend.clear()
     await publisher.put(owed + [(k, o) for k, o in outboxes if o])
-    PUBLISH_QUEUE.set(publisher.pending)
 
 
 @app.task  # type: ignore[untyped-decorator]
