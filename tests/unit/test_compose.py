@@ -344,16 +344,20 @@ def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
     assert {"bw_ingest_broker_unavailable_total", "bw_aggregator_events_counted_total"} <= used
 
 
-def test_promtool_accepts_prometheus_files() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
+def _check_with(tool: str, package: str, *args: str) -> None:
+    """Run a Debian tool's own check; skip (the structural checks ran) without it."""
+    path = shutil.which(tool)
+    if path is None:
         pytest.skip(
-            "promtool not on PATH (Debian package `prometheus`); "
-            "the structural checks above ran instead"
+            f"{tool} not on PATH (Debian package `{package}`); the structural checks above ran instead"
         )
-    for args in (["check", "config", str(PROMETHEUS_CONFIG)], ["check", "rules", str(ALERT_RULES)]):
-        result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    result = subprocess.run([path, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{tool} {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_promtool_accepts_prometheus_files() -> None:
+    _check_with("promtool", "prometheus", "check", "config", str(PROMETHEUS_CONFIG))
+    _check_with("promtool", "prometheus", "check", "rules", str(ALERT_RULES))
 
 
 # --- Alertmanager ----------------------------------------------------------------
@@ -393,16 +397,4 @@ def test_alertmanager_routes_borderwatch_health_apart_from_section_alerts() -> N
 
 
 def test_amtool_accepts_the_alertmanager_config() -> None:
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        pytest.skip(
-            "amtool not on PATH (Debian package `prometheus-alertmanager`); "
-            "the structural checks above ran instead"
-        )
-    result = subprocess.run(
-        [amtool, "check-config", str(ALERTMANAGER_CONFIG)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"amtool check-config:\n{result.stdout}{result.stderr}"
+    _check_with("amtool", "prometheus-alertmanager", "check-config", str(ALERTMANAGER_CONFIG))
