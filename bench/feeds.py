@@ -779,11 +779,18 @@ def ms(value: float) -> str:
     return "undelivered" if math.isinf(value) else f"{value:.0f} ms"
 
 
-def read_metric(url: str, name: str) -> float:
+def scrape(url: str) -> str | None:
+    """The text of ``url``/metrics, or None if it cannot be read."""
     try:
         with urllib.request.urlopen(url + "/metrics", timeout=15) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
     except OSError:
+        return None
+
+
+def metric(text: str | None, name: str) -> float:
+    """The sum of the samples whose line starts with ``name`` (NaN without a scrape)."""
+    if text is None:
         return float("nan")
     total = 0.0
     for line in text.splitlines():
@@ -969,14 +976,16 @@ def run(args: argparse.Namespace) -> None:
         accepted, tapped, post_latencies, failed = uvloop.run(load)
         t0, t1 = window["t0"], window["t1"]
 
-        dropped = read_metric(api.url, "bw_api_feed_clients_dropped_total")
-        queued = read_metric(api.url, 'bw_api_feed_messages_total{type="section_state"}')
+        api_metrics = scrape(api.url)
+        dropped = metric(api_metrics, "bw_api_feed_clients_dropped_total")
+        queued = metric(api_metrics, 'bw_api_feed_messages_total{type="section_state"}')
         # Garbage-collector pauses of the API over the whole run (bw_gc_pause_seconds).
-        gc_count = read_metric(api.url, "bw_gc_pause_seconds_count")
-        gc_sum = read_metric(api.url, "bw_gc_pause_seconds_sum")
-        gc_short = read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="0",le="0.05"}')
-        gc_short += read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="1",le="0.05"}')
-        gc_short += read_metric(api.url, 'bw_gc_pause_seconds_bucket{generation="2",le="0.05"}')
+        gc_count = metric(api_metrics, "bw_gc_pause_seconds_count")
+        gc_sum = metric(api_metrics, "bw_gc_pause_seconds_sum")
+        gc_short = sum(
+            metric(api_metrics, f'bw_gc_pause_seconds_bucket{{generation="{g}",le="0.05"}}')
+            for g in "012"
+        )
         results = []
         t_end = time.monotonic()
         for parent in pipes:
