@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.tables.table import Table
 from faust.types import TP
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
@@ -26,7 +27,14 @@ from services.aggregator.app import app, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
-from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
+from services.aggregator.state import (
+    BatchOutcome,
+    Engine,
+    Publication,
+    SectionAggregate,
+    is_core_key,
+    partition_key,
+)
 from services.common import gctune
 from services.common.catalogue import Catalogue
 from services.common.kafka import partition_for
@@ -65,6 +73,14 @@ TICK_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
+CHANGELOG_BYTES = Counter(
+    "bw_aggregator_changelog_bytes",
+    "Bytes (keys and values) written to the section table's changelog",
+)
+VALUES_TOO_LARGE = Counter(
+    "bw_aggregator_values_too_large",
+    "Section updates not written because a record would pass the broker's record limit",
+)
 PUBLISH_QUEUE = Gauge(
     "bw_aggregator_publish_queue",
     "Section outboxes written to the table and waiting to be sent",
@@ -89,21 +105,45 @@ field_events = app.topic(topics.field_events, schema=raw, partitions=settings.fi
 section_state_topic = app.topic(topics.section_state, schema=raw)
 alerts_topic = app.topic(topics.alerts, schema=raw)
 
-# One value per section (orjson SectionAggregate). The key is the raw section
-# id, as on the input topic, so use_partitioner puts each section's state on
-# the partition of its input and a rebalance moves both together.
+
+class SectionTable(Table[bytes, bytes]):
+    """A table whose every key sits on its section's partition.
+
+    A section's core is keyed by the raw section id, as on the input topic, and
+    its dedupe segments by ``{section}|{bucket}|{n}`` (state.py). Both are sent
+    to the partition Kafka's partitioner picks for the section id, so a section's
+    records keep their order in one changelog partition, and a rebalance moves
+    them with the section's input partition.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_for(partition_key(key), settings.field_partitions)
+
+
 # Note: passing ``schema=`` to the Table (faust-streaming 0.15.3) silently
 # stops delivery to every agent of the worker; key/value types plus the app's
 # raw serializers work (see tests/integration).
-sections_table = app.Table(
-    "section-aggregates",
-    default=None,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.field_partitions,
-    use_partitioner=True,
+sections_table: Any = app.tables.add(
+    SectionTable(
+        app,
+        name="section-aggregates",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.field_partitions,
+        use_partitioner=True,
+        beacon=app.tables.beacon,
+        # Roll and compact the changelog often: a restore reads what compaction left
+        # (the last value of each key) plus the writes since the last roll.
+        extra_topic_configs={
+            "segment.ms": str(10 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.2",
+        },
+    )
 )
-
+# Kafka's default record limit is 1 MiB (message.max.bytes, max_request_size); a
+# value near it would fail the producer and stop the worker.
+MAX_VALUE_BYTES = 900_000
 
 # Decoded aggregates of the sections this worker counts, so a batch does not
 # decode each section's value again; dropped whenever partitions move, when the
@@ -116,26 +156,65 @@ _resend: dict[bytes, dict[str, Any]] = {}
 _cursors = InputCursors()
 
 
+# Segment keys per section, read from the table once per assignment (a restore
+# has just rebuilt it), so loading a section does not scan every key.
+_segment_index: dict[bytes, list[bytes]] | None = None
+
+
+def _segments_of(key: bytes) -> list[tuple[bytes, bytes]]:
+    global _segment_index
+    if _segment_index is None:
+        _segment_index = {}
+        for k in list(sections_table.keys()):
+            if not is_core_key(k):
+                _segment_index.setdefault(partition_key(k), []).append(k)
+    data = sections_table.data
+    return [(k, data[k]) for k in _segment_index.pop(key, []) if data.get(k) is not None]
+
+
 def _load(key: bytes) -> SectionAggregate:
     agg = _cache.get(key)
     if agg is not None:
         return agg
-    stored = sections_table.get(key)
-    if stored is None:
-        agg = SectionAggregate(section_id=key.decode())
-    else:
-        agg = SectionAggregate.from_bytes(stored)
-        if agg.outbox:
-            _resend[key] = agg.outbox
+    agg = SectionAggregate.restore(key.decode(), sections_table.get(key), _segments_of(key))
+    if agg.outbox:
+        _resend[key] = agg.outbox
     _cache[key] = agg
     return agg
 
 
-def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> None:
-    """Write the aggregate with its publication as the outbox (before sending it)."""
-    agg.outbox = pub.to_outbox()
-    sections_table[key] = agg.to_bytes()
+def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> bool:
+    """Write the section's update, its publication (if any) as the outbox, before
+    sending it. False if a record would be too large: then nothing is written and
+    nothing published, and the worker carries on with the other sections."""
+    if pub:
+        agg.outbox = pub.to_outbox()
+        agg.outbox_sent = False
+    writes = agg.writes()
+    largest = max(len(v) for _, v in writes if v is not None)
+    if largest > MAX_VALUE_BYTES:
+        VALUES_TOO_LARGE.inc()
+        log.error(
+            "section %s: a table record of %d bytes would pass the %d-byte limit; its "
+            "update is not written or published (the other sections go on)",
+            agg.section_id,
+            largest,
+            MAX_VALUE_BYTES,
+        )
+        return False
+    data = sections_table.data
+    written = 0
+    for k, v in writes:
+        if v is None:
+            if k in data:
+                del sections_table[k]
+                written += len(k)
+        else:
+            sections_table[k] = v
+            written += len(k) + len(v)
+    CHANGELOG_BYTES.inc(written)
     _cache[key] = agg
+    return True
 
 
 async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
@@ -152,6 +231,9 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
     if outbox["state"] is not None:
         await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
         STATES_PUBLISHED.inc()
+    agg = _cache.get(key)
+    if agg is not None and agg.outbox is outbox:
+        agg.outbox_sent = True  # later writes of the core may leave it out
 
 
 async def _flush_table() -> None:
@@ -205,13 +287,18 @@ async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
         )
     except PublisherFailed:
         pass  # already stopping the worker
-    _cache.clear()
-    _cursors.reset()
+    _forget()
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    _forget()
+
+
+def _forget() -> None:
+    global _segment_index
     _cache.clear()
+    _segment_index = None
     _cursors.reset()
 
 
@@ -264,8 +351,8 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     outboxes = []
     for key, agg in touched.items():
         pub = engine.refresh(agg, now)
-        _store(key, agg, pub)
-        outboxes.append((key, agg.outbox))
+        if _store(key, agg, pub) and pub:
+            outboxes.append((key, agg.outbox))
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -281,7 +368,7 @@ def _start_cursor(partition: int, now: float = float("-inf")) -> int:
     """One past the highest offset of ``partition`` that its sections' aggregates reflect."""
     last = -1
     for key in list(sections_table.keys()):
-        if partition_for(key, settings.field_partitions) == partition:
+        if is_core_key(key) and partition_for(key, settings.field_partitions) == partition:
             last = max(last, _load(key).offsets.get(partition, -1))
     _cursors.start(partition, last + 1, now)
     return last + 1
@@ -374,7 +461,9 @@ async def _tick() -> None:
     held: a sweep of every section at once held input records back ~85 ms (200
     sections, bench.feeds), every tick period."""
     started = time.time()
-    keys = sorted({sid.encode() for sid in catalogue} | set(sections_table.keys()))
+    keys = sorted(
+        {sid.encode() for sid in catalogue} | {k for k in sections_table.keys() if is_core_key(k)}
+    )
     owned = published = 0
     longest = 0.0
     for first in range(0, len(keys), TICK_CHUNK):
@@ -394,8 +483,7 @@ async def _tick() -> None:
                 owned += 1
                 agg = _load(key)
                 pub = engine.refresh(agg, now)
-                if pub:
-                    _store(key, agg, pub)
+                if pub and _store(key, agg, pub):
                     outboxes.append((key, agg.outbox))
             await _publish(outboxes)
             published += len(outboxes)
