@@ -2,7 +2,7 @@
 
 The input record value is a :class:`schemas.models.FieldEventBatch` (the
 events of one section that arrived together), keyed by ``section_id``. Records
-are handled in batches (``take_events``); each touched section is loaded from
+are handled in batches (taken in bulk, see bulk.py); each touched section is loaded from
 the table, updated, written back once and published once per batch.
 
 A wall-clock timer moves quiet sections' windows on, so their rolling counts
@@ -23,7 +23,7 @@ from faust.tables.table import Table
 from faust.types import TP
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
-from services.aggregator.app import app, settings, topics
+from services.aggregator.app import app, input_sink, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
@@ -302,10 +302,9 @@ def _forget() -> None:
     _cursors.reset()
 
 
-def _decode(event: Any) -> list[dict[str, Any]] | None:
-    message = event.message
+def _decode(message: Any) -> list[dict[str, Any]] | None:
     try:
-        batch = orjson.loads(event.value)
+        batch = orjson.loads(message.value)
         events = batch["events"]
         if not isinstance(events, list):
             raise TypeError("events is not a list")
@@ -328,7 +327,8 @@ _turn = asyncio.Lock()
 
 
 async def handle(batch: Iterable[Any], now: float | None = None) -> None:
-    """Count a batch of input records and publish each touched section once."""
+    """Count a batch of input records (Faust messages) and publish each touched
+    section once."""
     async with _turn:
         await _handle(batch, time.time() if now is None else now)
 
@@ -336,12 +336,12 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
 async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
     outcome = BatchOutcome()
-    for event in batch:
-        message = event.message
-        if not await _in_sequence(message, time.time()):
+    wall = time.time()
+    for message in batch:
+        if not await _in_sequence(message, wall):
             continue
-        key = event.key
-        events = _decode(event)
+        key = message.key
+        events = _decode(message)
         if key is None or events is None:
             continue
         agg = touched.get(key)
@@ -421,10 +421,29 @@ async def _seek_back(tp: TP, expected: int, seen: str) -> None:
     await app.consumer.seek(tp, expected)
 
 
-@app.agent(field_events, name="count-field-events")
-async def count_field_events(stream: Any) -> None:
-    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within):
-        await handle(batch)
+# No Faust agent iterates the input topic: its records come in bulk (bulk.py).
+# Registered with the conductor, the topic is subscribed and its offsets acked.
+app.topics.add(field_events)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def count_field_events() -> None:
+    """Count the input records in batches, acking each once handled (as
+    ``Stream.take_events`` did), so Faust's commits follow what was counted."""
+    try:
+        while True:
+            batch = await input_sink.take(settings.batch_max, settings.batch_within)
+            await handle(batch)
+            ack = app.consumer.ack
+            for message in batch:
+                ack(message)
+            await app.producer.buffer.wait_until_ebb()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("counting field events failed; stopping the worker")
+        await app.crash(exc)
+        raise
 
 
 def _active_partitions() -> set[int]:
