@@ -3,7 +3,8 @@
 borderwatch up [--demo]          start the whole system on the embedded broker
 borderwatch broker install       fetch the Kafka jars (once)
 borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
-borderwatch token create --scopes read,ack
+borderwatch token create --scopes read,ack [--label L] [--expires 30d]
+borderwatch token list | revoke ID | rotate ID
 borderwatch schemas export [--check]
 """
 
@@ -287,19 +288,82 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    from services.common.auth import create_token
-
-    path = (
+def _tokens_path(args: argparse.Namespace) -> Path:
+    return (
         Path(args.tokens_file)
         if args.tokens_file
         else Path(os.environ.get("BW_TOKENS_FILE", default_data_dir() / "tokens.json"))
     )
-    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    token = create_token(path, scopes, args.label)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from services.common.auth import (
+        create_token,
+        list_tokens,
+        parse_expiry,
+        revoke_token,
+        rotate_token,
+    )
+
+    path = _tokens_path(args)
+    expires = parse_expiry(args.expires) if getattr(args, "expires", None) else None
+    if args.action == "create":
+        if not args.scopes:
+            raise ConfigError("token create: --scopes is required (e.g. --scopes read,ack)")
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        token = create_token(path, scopes, args.label, expires)
+        _print(token)
+        until = f", expires {expires.isoformat()}" if expires else ""
+        print(
+            f"(stored its hash in {path}{until}; the token itself is shown only now)",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "list":
+        rows = list_tokens(path)
+        if args.json:
+            import json
+
+            _print(json.dumps(rows, indent=2))
+            return 0
+        head = ("ID", "LABEL", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
+        table = [head] + [
+            (
+                r["id"],
+                r["label"] or "-",
+                ",".join(r["scopes"]),
+                r["status"],
+                _short(r["created_at"]),
+                _short(r["expires_at"]),
+                _short(r["last_used_at"]),
+            )
+            for r in rows
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        for row in table:
+            _print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    if not args.id:
+        raise ConfigError(f"token {args.action}: give the token id (see `borderwatch token list`)")
+    if args.action == "revoke":
+        entry = revoke_token(path, args.id)
+        _print(
+            f"revoked {entry['id']} ({entry.get('label') or 'no label'}) at {entry['revoked_at']}"
+        )
+        print("(every ingest and API process refuses it within a few seconds)", file=sys.stderr)
+        return 0
+    token, entry = rotate_token(path, args.id, expires)
     _print(token)
-    print(f"(stored its hash in {path}; the token itself is shown only now)", file=sys.stderr)
+    print(
+        f"(rotated {entry['id']}: the old secret is refused within a few seconds; "
+        "the new token is shown only now)",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _short(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") + "Z" if iso else "-"
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -344,12 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(func=cmd_topics)
 
-    token = sub.add_parser("token", help="API tokens")
-    token.add_argument("action", choices=["create"])
+    token = sub.add_parser("token", help="API tokens: create, list, revoke, rotate")
+    token.add_argument("action", choices=["create", "list", "revoke", "rotate"])
+    token.add_argument("id", nargs="?", help="token id (revoke, rotate)")
     token.add_argument(
-        "--scopes", required=True, help="comma separated: ingest:field,ingest:report,read,ack,admin"
+        "--scopes", help="create: comma separated: ingest:field,ingest:report,read,ack,admin"
     )
-    token.add_argument("--label", default="")
+    token.add_argument("--label", default="", help="create: who or what the token is for")
+    token.add_argument(
+        "--expires",
+        help="create, rotate: a duration (90m, 12h, 30d, 2w) or an RFC 3339 date/date-time",
+    )
+    token.add_argument("--json", action="store_true", help="list: as JSON")
     token.add_argument(
         "--tokens-file", help="default: BW_TOKENS_FILE or the data dir's tokens.json"
     )

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from services.api.alertmanager import AlertmanagerPusher
 from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
+from services.api.guard import FeedGuard
 from services.api.routes import router
 from services.api.settings import ApiSettings
 from services.api.view import View
@@ -32,6 +33,7 @@ from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
+from services.common.ratelimit import RateLimiter
 from services.common.settings import load_settings
 from services.common.topics import Topics
 
@@ -128,11 +130,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reader = reader
         app.state.producer = producer
         task: asyncio.Task[None] | None = None
+        guard_task: asyncio.Task[None] | None = None
         push_task: asyncio.Task[None] | None = None
         try:
             await _start_with_retry(consumer)
             await _start_with_retry(producer)
             task = asyncio.create_task(reader.run(), name="view-consumer")
+            guard_task = asyncio.create_task(app.state.feed_guard.run(), name="feed-guard")
             if pusher is not None:
                 push_task = asyncio.create_task(pusher.run(reader.ready), name="alertmanager")
             restore_gc = gctune.tune()
@@ -146,10 +150,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 push_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await push_task
-            if task is not None:
-                task.cancel()
+            for background in (guard_task, task):
+                if background is None:
+                    continue
+                background.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await background
+            app.state.tokens.flush_last_used()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
@@ -170,6 +177,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
     )
     app.state.auth_enabled = settings.auth_enabled
+    app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.feed_guard = FeedGuard(
+        app.state.tokens, settings.feed_max_per_token, settings.auth_enabled
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -88,3 +88,9 @@ class HttpServiceSettings(CommonSettings):
         description="Token hashes and scopes (JSON), written by `borderwatch token create`.",
     )
     tokens: SecretStr | None = Field(None, description="Extra token entries as JSON (containers).")
+    max_query_bytes: int = Field(
+        4096,
+        ge=256,
+        le=65_536,
+        description="Longest query string; longer ones get 414 before anything parses them.",
+    )

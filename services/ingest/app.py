@@ -26,13 +26,13 @@ from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
+from services.common.ratelimit import RateLimiter
 from services.common.settings import load_settings
 from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter
 from services.ingest.dedupe import Idempotency
 from services.ingest.metrics import RequestTimer
 from services.ingest.producer import KafkaGate
-from services.ingest.ratelimit import RateLimiter
 from services.ingest.routes import ROUTES, Ingest, router
 from services.ingest.settings import IngestSettings
 
@@ -87,6 +87,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await gate.stop()
+            tokens.flush_last_used()
             restore_gc()
 
     app = FastAPI(

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 from schemas.models import ReportEvent
 from services.common.auth import Principal, require
 from services.common.http import JSONBytes
+from services.common.ratelimit import RateLimiter
 from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter, dead_letter, read_recent
 from services.ingest.dedupe import Idempotency
@@ -42,7 +43,6 @@ from services.ingest.metrics import (
     count_rejections,
 )
 from services.ingest.producer import KafkaGate, Outgoing, section_records
-from services.ingest.ratelimit import RateLimiter
 from services.ingest.responses import DeadLetters, ErrorBody, FieldEventsResult, ReportsResult
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (

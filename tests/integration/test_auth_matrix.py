@@ -1,24 +1,34 @@
-"""Every ingest route x (no token, wrong token, token without the scope, right token).
+"""Every ingest and API route and feed x (no token, wrong token, expired, revoked and
+rotated tokens, token without the scope, right token).
 
-401 without a token or with a wrong one, 403 with a real token that lacks the
-route's scope, 2xx with the right one; nothing refused reaches Kafka.
+401 without a token or with a wrong, expired, revoked or rotated-away one, 403 with
+a real token that lacks the route's scope, 2xx with the right one; nothing refused
+reaches Kafka. Revocation and rotation happen while the services run: they must
+refuse the token within 5 s without a restart, and close its open feeds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import websockets
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.common.auth import SCOPES, create_token, hash_token
+from services.common.auth import SCOPES, create_token, hash_token, revoke_token, rotate_token
 from services.ingest.app import create_app
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import Deployment, wait_until
+from tests.integration.test_api import ROUTES as API_ROUTES
+from tests.integration.test_api import ApiProcess, _alert, _state, produce
 from tests.integration.test_ingest import (
     bearer,
     event_ids_in,
@@ -61,13 +71,28 @@ def matrix(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mat
     settings, common, _ = open_door(kafka, workdir)
     tokens_file = workdir / "matrix-tokens.json"
     tokens = {}
+    soon = datetime.now(UTC) + timedelta(seconds=2)
     for route in ROUTES:
         tokens["right:" + route.scope] = create_token(tokens_file, [route.scope])
         others = [s for s in SCOPES if s != route.scope]
         tokens["lacking:" + route.scope] = create_token(tokens_file, others)
+        tokens["expired:" + route.scope] = create_token(tokens_file, [route.scope], "", soon)
+        tokens["revoked:" + route.scope] = create_token(tokens_file, [route.scope])
+        tokens["rotated:" + route.scope] = create_token(tokens_file, [route.scope])
     settings = settings.model_copy(update={"tokens_file": tokens_file})
     with TestClient(create_app(settings)) as client:
         wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
+        # While ingest runs: revoke, rotate, let the short-lived ones expire.
+        for route in ROUTES:
+            for case in ("revoked", "rotated"):
+                token = tokens[f"{case}:{route.scope}"]
+                assert (
+                    client.request(route.method, route.path, headers=bearer(token)).status_code
+                    != 401
+                )
+            revoke_token(tokens_file, tokens["revoked:" + route.scope].split("_")[1])
+            rotate_token(tokens_file, tokens["rotated:" + route.scope].split("_")[1])
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 1.1)
         yield Matrix(
             client,
             tokens,
@@ -86,6 +111,9 @@ def _headers(case: str, route: Route, tokens: dict[str, str]) -> dict[str, str]:
         "not-a-token": bearer("hello"),
         "basic-scheme": {"Authorization": "Basic dXNlcjpwYXNz"},
         "lacking-scope": bearer(tokens["lacking:" + route.scope]),
+        "expired": bearer(tokens["expired:" + route.scope]),
+        "revoked": bearer(tokens["revoked:" + route.scope]),
+        "rotated-old-secret": bearer(tokens["rotated:" + route.scope]),
         "right": bearer(right),
     }[case]
 
@@ -97,6 +125,9 @@ EXPECTED = {
     "not-a-token": 401,
     "basic-scheme": 401,
     "lacking-scope": 403,
+    "expired": 401,
+    "revoked": 401,
+    "rotated-old-secret": 401,
     "right": None,  # the route's success status
 }
 
@@ -152,3 +183,87 @@ def test_tokens_from_bw_tokens_are_honoured(kafka: str, tmp_path: Path) -> None:
 
     assert ok.status_code == 202, ok.text
     assert forbidden.status_code == 403
+
+
+# --- the API: every route and feed with expired, revoked and rotated tokens -----------
+
+
+def _ws_close_code(url: str, token: str) -> int | str:
+    async def run() -> int | str:
+        try:
+            async with websockets.connect(url, subprotocols=[websockets.Subprotocol(token)]) as ws:
+                first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                return str(first["messages"][0]["type"])
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else -1
+
+    return asyncio.run(run())
+
+
+def test_api_refuses_expired_revoked_and_rotated_tokens_without_restart(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    scopes = ["read", "ack"]
+    expiring = create_token(tokens_file, scopes, "expiring", soon)
+    revoked = create_token(tokens_file, scopes, "to revoke")
+    rotated = create_token(tokens_file, scopes, "to rotate")
+    produce(deployment, [_state("LV-KRA", 1)], [_alert("LV-KRA", 1, "firing")])
+    api = ApiProcess(deployment, tokens_file, tmp_path)
+    try:
+        api.wait_ready()
+
+        async def open_feeds() -> dict[str, float | int]:
+            """Open a feed per token, then revoke/rotate; when each is closed, and how."""
+            sockets = {}
+            for name, token in (("revoked", revoked), ("rotated", rotated)):
+                ws = await websockets.connect(
+                    api.ws + "/ws/feed", subprotocols=[websockets.Subprotocol(token)]
+                )
+                await asyncio.wait_for(ws.recv(), timeout=5)  # the snapshot
+                sockets[name] = ws
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            revoke_token(tokens_file, revoked.split("_")[1])
+            rotate_token(tokens_file, rotated.split("_")[1])
+            out: dict[str, float | int] = {}
+            for name, ws in sockets.items():
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), timeout=10)
+                out[name + ":code"] = ws.close_code or -1
+                out[name + ":after"] = loop.time() - t0
+            return out
+
+        closed = asyncio.run(open_feeds())
+        for name in ("revoked", "rotated"):
+            assert closed[name + ":code"] == 4401, closed
+            assert closed[name + ":after"] < 5.0, closed
+
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
+        for label, token in (("expired", expiring), ("revoked", revoked), ("rotated", rotated)):
+            for method, path, _scope in API_ROUTES:
+                body = {"by": "duty officer"} if method == "POST" else None
+                status, detail = api.request(path, token, body)
+                assert status == 401, (label, method, path, status, detail)
+            for feed in ("/ws/feed", "/ws/alerts"):
+                assert _ws_close_code(api.ws + feed, token) == 4401, (label, feed)
+        status, detail = api.request("/api/v1/sections", expiring)
+        assert detail["detail"] == "this bearer token is expired"
+
+        # The rotated token's new secret works everywhere, with the same identity.
+        token_id = rotated.split("_")[1]
+        new, _ = rotate_token(tokens_file, token_id)
+        wait_until(
+            lambda: api.request("/api/v1/sections", new)[0] == 200, 5, "the new secret accepted"
+        )
+        for method, path, _scope in API_ROUTES:
+            if path.startswith("/sse/"):
+                continue
+            body = {"by": "duty officer"} if method == "POST" else None
+            status, _ = api.request(path, new, body)
+            assert status in (200, 202), (method, path, status)
+        assert _ws_close_code(api.ws + "/ws/alerts", new) == "snapshot"
+    finally:
+        api.stop()
