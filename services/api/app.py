@@ -34,6 +34,7 @@ from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
 from services.common.ratelimit import RateLimiter
+from services.common.security import SecurityHeaders
 from services.common.settings import load_settings
 from services.common.topics import Topics
 
@@ -194,6 +195,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    # Outermost: an over-long query string is refused before any other layer parses it.
+    app.add_middleware(SecurityHeaders, max_query_bytes=settings.max_query_bytes)
     return app
 
 

@@ -27,6 +27,7 @@ from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
 from services.common.ratelimit import RateLimiter
+from services.common.security import SecurityHeaders
 from services.common.settings import load_settings
 from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter
@@ -105,6 +106,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     add_common_routes(app, ready=lambda: gate.ready)
     app.include_router(router)
     app.add_middleware(RequestTimer, routes=ROUTES)
+    app.add_middleware(SecurityHeaders, max_query_bytes=settings.max_query_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
