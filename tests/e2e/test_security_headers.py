@@ -21,9 +21,11 @@ def test_dashboard_works_under_a_strict_csp_and_sends_the_headers(
     headers = response.headers
     host = f"127.0.0.1:{api_server.port}"
     policy = headers["content-security-policy"]
-    directives = dict(
-        (part.strip().split(" ", 1) + [""])[:2] for part in policy.split(";") if part.strip()
-    )
+    directives = {
+        name: value
+        for name, _, value in (part.strip().partition(" ") for part in policy.split(";"))
+        if name
+    }
     assert directives["default-src"] == "'none'"
     assert directives["script-src"] == "'self'"
     assert directives["style-src"] == "'self'"
