@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -267,3 +269,84 @@ def test_api_refuses_expired_revoked_and_rotated_tokens_without_restart(
         assert _ws_close_code(api.ws + "/ws/alerts", new) == "snapshot"
     finally:
         api.stop()
+
+
+# --- abuse limits on the API -----------------------------------------------------------
+
+
+def test_api_rate_limits_rest_caps_feeds_per_token_and_bounds_queries(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    busy = create_token(tokens_file, ["read"], "busy")
+    other = create_token(tokens_file, ["read"], "other")
+    api = ApiProcess(
+        deployment,
+        tokens_file,
+        tmp_path,
+        BW_RATE_LIMIT_PER_SECOND="1",
+        BW_RATE_LIMIT_BURST="5",
+        BW_FEED_MAX_PER_TOKEN="2",
+    )
+    try:
+        api.wait_ready()
+        statuses = [api.request("/api/v1/sections", busy)[0] for _ in range(8)]
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:], statuses
+        req = urllib.request.Request(
+            api.url + "/api/v1/sections", headers={"Authorization": f"Bearer {busy}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 429
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        assert "requests/s with this token" in orjson.loads(refused.value.read())["detail"]
+        # Another token has its own bucket.
+        assert api.request("/api/v1/sections", other)[0] == 200
+
+        async def feeds() -> list[int | str]:
+            proto = [websockets.Subprotocol(other)]
+            first = await websockets.connect(api.ws + "/ws/feed", subprotocols=proto)
+            second = await websockets.connect(api.ws + "/ws/alerts", subprotocols=proto)
+            try:
+                for ws in (first, second):
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+                third = await asyncio.to_thread(_ws_close_code, api.ws + "/ws/feed", other)
+                sse = urllib.request.Request(
+                    api.url + "/sse/alerts", headers={"Authorization": f"Bearer {other}"}
+                )
+                try:
+                    await asyncio.to_thread(urllib.request.urlopen, sse, timeout=5)
+                    sse_status: int | str = 200
+                except urllib.error.HTTPError as err:
+                    sse_status = err.code
+            finally:
+                await first.close()
+                await second.close()
+            await asyncio.sleep(0.5)
+            after = await asyncio.to_thread(_ws_close_code, api.ws + "/ws/feed", other)
+            return [third, sse_status, after]
+
+        third, sse_status, after = asyncio.run(feeds())
+        assert third == 4429  # a third feed of the same token
+        assert sse_status == 429
+        assert after == "snapshot"  # closing frees the slots
+
+        long_query = "?section=" + "A" * 8192
+        status, body = api.request("/api/v1/alerts" + long_query, other)
+        assert status == 414, body
+        assert "query string" in body["detail"]
+        # Over BW_MAX_QUERY_BYTES: refused before the handshake (HTTP 403).
+        with pytest.raises(websockets.InvalidStatus) as invalid:
+            asyncio.run(_open(api.ws + "/ws/feed?token=" + other + "&x=" + "b" * 6000))
+        assert invalid.value.response.status_code == 403
+        # 8 kB: the request line is beyond what the WebSocket server reads at all; no
+        # session either way.
+        with pytest.raises((websockets.InvalidStatus, websockets.InvalidMessage, TimeoutError)):
+            asyncio.run(_open(api.ws + "/ws/feed?token=" + other + "&x=" + "b" * 8192))
+    finally:
+        api.stop()
+
+
+async def _open(url: str) -> None:
+    async with websockets.connect(url, open_timeout=3):
+        pass
