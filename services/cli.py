@@ -52,6 +52,7 @@ def _print(msg: str = "") -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from schemas.models import AuditAction
     from services.aggregator.rules import load_rules
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
@@ -100,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(kafka_settings, settings.field_partitions))
 
         token: str | None = None
+        created_local: str | None = None
         tokens_file = data_dir / "tokens.json"
         if not args.insecure_no_auth:
             token_path = data_dir / "local-token"
@@ -108,11 +110,30 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if TokenStore.load(tokens_file).verify(token) is None:
                     token = None
             if token is None:
-                token = create_token(
-                    tokens_file, ["ingest:field", "ingest:report", "read", "ack", "admin"], "local"
-                )
+                all_scopes = ["ingest:field", "ingest:report", "read", "ack", "admin"]
+                token = create_token(tokens_file, all_scopes, "local")
                 token_path.write_text(token, encoding="utf-8")
                 token_path.chmod(0o600)
+                created_local = token.split("_")[1]
+        from services.common.audit import cli_actor, new_record, publish_now
+
+        records = []
+        if created_local:
+            records.append(
+                new_record(
+                    AuditAction.token_create,
+                    "cli",
+                    cli_actor(),
+                    target=created_local,
+                    detail={"label": "local", "scopes": "all", "by": "borderwatch up"},
+                )
+            )
+        # Also sends what token commands kept while Kafka was down.
+        problem = publish_now(kafka_settings, tokens_file, records)
+        if problem:
+            _print(f"borderwatch: audit records not sent yet: {problem}")
+        bootstrap_file = tokens_file.with_name(BOOTSTRAP_FILE)
+        bootstrap_file.write_text(bootstrap, encoding="utf-8")
 
         env = {k: v for k, v in os.environ.items() if k not in FAUST_ENV}
         env.update(
@@ -209,6 +230,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 130
     finally:
         t_stop = time.monotonic()
+        (data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
         sup.stop_all(timeout=8.0)
         if broker is not None:
             broker.stop(timeout=6.0)
@@ -312,6 +334,16 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise ConfigError("token create: --scopes is required (e.g. --scopes read,ack)")
         scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
         token = create_token(path, scopes, args.label, expires)
+        _audit(
+            path,
+            "token.create",
+            token.split("_")[1],
+            {
+                "label": args.label,
+                "scopes": ",".join(sorted(scopes)),
+                "expires_at": expires.isoformat() if expires else None,
+            },
+        )
         _print(token)
         until = f", expires {expires.isoformat()}" if expires else ""
         print(
@@ -347,12 +379,19 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise ConfigError(f"token {args.action}: give the token id (see `borderwatch token list`)")
     if args.action == "revoke":
         entry = revoke_token(path, args.id)
+        _audit(path, "token.revoke", entry["id"], {"label": entry.get("label") or ""})
         _print(
             f"revoked {entry['id']} ({entry.get('label') or 'no label'}) at {entry['revoked_at']}"
         )
         print("(every ingest and API process refuses it within a few seconds)", file=sys.stderr)
         return 0
     token, entry = rotate_token(path, args.id, expires)
+    _audit(
+        path,
+        "token.rotate",
+        entry["id"],
+        {"label": entry.get("label") or "", "expires_at": entry.get("expires_at")},
+    )
     _print(token)
     print(
         f"(rotated {entry['id']}: the old secret is refused within a few seconds; "
@@ -360,6 +399,38 @@ def cmd_token(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+BOOTSTRAP_FILE = "kafka-bootstrap"  # beside the tokens file while `borderwatch up` runs
+
+
+def _audit_settings(tokens_file: Path) -> CommonSettings | None:
+    """Where the token command sends its audit record: BW_KAFKA_BOOTSTRAP, or the
+    cluster of the `borderwatch up` that uses this tokens file."""
+    if "BW_KAFKA_BOOTSTRAP" in os.environ:
+        return load_settings(CommonSettings)
+    running = tokens_file.with_name(BOOTSTRAP_FILE)
+    if running.exists():
+        return load_settings(
+            CommonSettings, kafka_bootstrap=running.read_text(encoding="utf-8").strip()
+        )
+    return None
+
+
+def _audit(
+    tokens_file: Path, action: str, token_id: str, detail: dict[str, str | int | bool | None]
+) -> None:
+    from schemas.models import AuditAction
+    from services.common.audit import cli_actor, new_record, outbox_path, publish_now
+
+    record = new_record(AuditAction(action), "cli", cli_actor(), target=token_id, detail=detail)
+    problem = publish_now(_audit_settings(tokens_file), tokens_file, [record])
+    if problem:
+        print(
+            f"borderwatch: audit record kept in {outbox_path(tokens_file)}: {problem}; "
+            "the next token command or `borderwatch up` that reaches Kafka sends it",
+            file=sys.stderr,
+        )
 
 
 def _short(iso: str | None) -> str:

@@ -212,10 +212,12 @@ async def ack_alert(
         ack_id=uuid.uuid4(),
         alert_id=alert_id,
         seq=current["seq"],
-        by=body.by,
+        # Who acknowledged is the token; the typed name is only shown beside it.
+        by=body.by or principal.label or principal.token_id,
         comment=body.comment,
         acked_at=datetime.now(UTC),
         token_id=principal.token_id,
+        token_label=principal.label,
     ).model_dump(mode="json")
     settings = request.app.state.settings
     try:

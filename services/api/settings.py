@@ -54,6 +54,9 @@ class ApiSettings(HttpServiceSettings):
         description="Most feed connections (WebSocket and SSE) one token may hold open "
         "in one API process (0: no cap; no cap either with auth off).",
     )
+    audit_recent: int = Field(
+        1000, ge=10, description="Newest audit records kept for GET /api/v1/audit."
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (closed by default)."
     )

@@ -26,8 +26,11 @@ import websockets
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from schemas.models import AuditRecord
+from services.cli import main as cli_main
 from services.common.auth import SCOPES, create_token, hash_token, revoke_token, rotate_token
 from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings
 from tests.integration.conftest import Deployment, wait_until
 from tests.integration.test_api import ROUTES as API_ROUTES
 from tests.integration.test_api import ApiProcess, _alert, _state, produce
@@ -350,3 +353,146 @@ def test_api_rate_limits_rest_caps_feeds_per_token_and_bounds_queries(
 async def _open(url: str) -> None:
     async with websockets.connect(url, open_timeout=3):
         pass
+
+
+# --- the audit trail -------------------------------------------------------------------
+
+
+def test_every_audited_action_is_on_the_audit_topic_and_readable_by_admins(
+    deployment: Deployment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    admin = create_token(tokens_file, ["admin", "read"], "audit desk")
+    acker = create_token(tokens_file, ["read", "ack"], "LV duty desk")
+    produce(deployment, [_state("LV-KRA", 1)], [_alert("LV-KRA", 1, "firing")])
+    api = ApiProcess(deployment, tokens_file, tmp_path)
+    ingest_settings = IngestSettings(
+        kafka_bootstrap=deployment.bootstrap,
+        topic_prefix=deployment.prefix,
+        tokens_file=tokens_file,
+        rate_limit_per_second=0,
+    )
+    try:
+        api.wait_ready()
+        with TestClient(create_app(ingest_settings)) as ingest:
+            wait_until(lambda: ingest.get("/readyz").status_code == 200, 30, "ingest ready")
+
+            # Token changes through the command, which sends its record to Kafka.
+            monkeypatch.setenv("BW_KAFKA_BOOTSTRAP", deployment.bootstrap)
+            monkeypatch.setenv("BW_TOPIC_PREFIX", deployment.prefix)
+            cli = ["--tokens-file", str(tokens_file)]
+            for argv in (["create", "--scopes", "read", "--label", "temp", *cli],):
+                with pytest.raises(SystemExit):
+                    cli_main(["token", *argv])
+            created = capsys.readouterr().out.strip()
+            temp_id = created.split("_")[1]
+            for argv in (["rotate", temp_id, *cli], ["revoke", temp_id, *cli]):
+                with pytest.raises(SystemExit) as done:
+                    cli_main(["token", *argv])
+                assert done.value.code == 0
+            rotated = capsys.readouterr().out.splitlines()[0]
+
+            # A dead-letter read, refused attempts on both services, an ack.
+            assert ingest.get("/v1/dead-letter?limit=5", headers=bearer(admin)).status_code == 200
+            for _ in range(30):
+                refused_status = ingest.get("/v1/dead-letter", headers=bearer("bw_feed0000_x"))
+                assert refused_status.status_code == 401
+            time.sleep(1.2)  # the refusal budget refills: the next record says what it skipped
+            assert ingest.get("/v1/dead-letter", headers=bearer("bw_feed0000_y")).status_code == 401
+            assert api.request("/api/v1/sections", "bw_cafe0000_nope")[0] == 401
+            # Revoked since (the API sees the change within its 1 s reload period).
+            wait_until(
+                lambda: (
+                    api.request("/api/v1/sections", rotated)
+                    == (401, {"detail": "this bearer token is revoked"})
+                ),
+                5,
+                "the revoked token refused as revoked",
+            )
+            status, ack = api.request(
+                "/api/v1/alerts/crossings-24h.LV-KRA.1/ack", acker, {"by": "Ivan at the desk"}
+            )
+            assert status == 202, ack
+
+        acker_id = acker.split("_")[1]
+        assert (ack["token_id"], ack["token_label"], ack["by"]) == (
+            acker_id,
+            "LV duty desk",
+            "Ivan at the desk",
+        )
+        # Without a typed name the token's label is shown.
+        status, ack2 = api.request("/api/v1/alerts/crossings-24h.LV-KRA.1/ack", acker, {})
+        assert status == 202 and ack2["by"] == "LV duty desk"
+
+        def trail() -> list[dict[str, Any]]:
+            status, records = api.request("/api/v1/audit?limit=1000", admin)
+            assert status == 200, records
+            return list(records)
+
+        wanted = {"token.create", "token.rotate", "token.revoke", "dead_letter.read"}
+        wait_until(
+            lambda: (
+                wanted <= {r["action"] for r in trail()}
+                and {r["service"] for r in trail() if r["action"] == "auth.refused"}
+                >= {"ingest", "api"}
+            ),
+            15,
+            "every audited action on the audit topic",
+        )
+        records = trail()
+        by_action: dict[str, list[dict[str, Any]]] = {}
+        for rec in records:
+            by_action.setdefault(rec["action"], []).append(rec)
+        for action in ("token.create", "token.rotate", "token.revoke"):
+            [rec] = [r for r in by_action[action] if r["target"] == temp_id]
+            assert rec["service"] == "cli" and rec["actor"]["os_user"], rec
+        [read] = by_action["dead_letter.read"]
+        assert read["actor"] == {
+            "token_id": admin.split("_")[1],
+            "label": "audit desk",
+            "os_user": None,
+        }
+        assert read["detail"]["limit"] == 5
+        refused = by_action["auth.refused"]
+        reasons = {(r["service"], r["actor"]["token_id"], r["detail"]["reason"]) for r in refused}
+        assert ("ingest", "feed0000", "unknown") in reasons
+        assert ("api", "cafe0000", "unknown") in reasons
+        assert ("api", temp_id, "revoked") in reasons
+        # Refusals are rate-limited: 30 bad tries on ingest make at most the burst,
+        # and the count of the rest is kept once one more is recorded.
+        ingest_refusals = [r for r in refused if r["service"] == "ingest"]
+        assert 1 <= len(ingest_refusals) <= 22
+        assert sum(int(r["detail"].get("suppressed") or 0) for r in ingest_refusals) >= 5
+        assert (
+            len(ingest_refusals)
+            + sum(int(r["detail"].get("suppressed") or 0) for r in ingest_refusals)
+            == 31
+        )
+        assert all(r["client"] for r in refused)
+
+        # Filters, and admins only.
+        status, only = api.request(f"/api/v1/audit?action=token.revoke&token_id={temp_id}", admin)
+        assert status == 200 and [r["action"] for r in only] == ["token.revoke"]
+        assert api.request("/api/v1/audit", acker)[0] == 403
+        assert api.request("/api/v1/audit", None)[0] == 401
+
+        # The topic itself: every record valid, and no secret anywhere in it.
+        raw = [
+            orjson.loads(r.value)
+            for r in read_topic(deployment.settings(), deployment.prefix + "audit", len(records))
+        ]
+        for rec in raw:
+            AuditRecord.model_validate(rec)
+        # Newest first = the reverse of the topic's (append) order.
+        assert [r["audit_id"] for r in records] == [
+            r["audit_id"] for r in reversed(raw[: len(records)])
+        ]
+        text = orjson.dumps(raw).decode()
+        for token in (admin, acker, created, rotated):
+            assert token.split("_", 2)[2] not in text
+        assert "sha256:" not in text
+    finally:
+        api.stop()
