@@ -419,6 +419,16 @@ class DeadLetter(_Strict):
     truncated: bool = Field(description="True when `original` holds only the first bytes.")
 
 
+_TOKEN_LIKE = re.compile(r"bw_[0-9A-Za-z]{1,32}_[A-Za-z0-9_-]{16,}")
+
+
+def _no_token(value: str | None) -> str | None:
+    # A pasted token would be published to every replica and kept for 30 days.
+    if value and _TOKEN_LIKE.search(value):
+        raise ValueError("looks like an access token; never paste a token into a message")
+    return value
+
+
 class AckRequest(_Strict):
     """Body of ``POST /api/v1/alerts/{id}/ack``. Who acknowledged is the token's
     identity; ``by`` is only a display name shown beside it."""
@@ -426,12 +436,13 @@ class AckRequest(_Strict):
     by: Annotated[
         str | None,
         StringConstraints(min_length=1, max_length=64, pattern=r"^[\w .:/@-]+$"),
+        AfterValidator(_no_token),
         Field(
             description="Display name: operator role or callsign (e.g. `LV duty officer`), "
             "not a name. Default: the token's label."
         ),
     ] = None
-    comment: Annotated[str, StringConstraints(max_length=500)] = ""
+    comment: Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_token)] = ""
 
 
 class AlertAck(_Strict):
