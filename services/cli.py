@@ -1,6 +1,6 @@
 """The ``borderwatch`` command.
 
-borderwatch up [--demo]          start the whole system on the embedded broker
+borderwatch up [--demo] [--tls]  start the whole system on the embedded broker
 borderwatch broker install       fetch the Kafka jars (once)
 borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
 borderwatch token create --scopes read,ack [--label L] [--expires 30d]
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.api.settings import UVICORN_FLAGS
 from services.common.errors import BorderwatchError, ConfigError
 from services.common.settings import (
     DEFAULT_CONFIG_DIR,
@@ -59,6 +58,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.common.kafka import ensure_topics
     from services.runtime.broker import EmbeddedKafka, free_port, install
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
+    from services.runtime.tls import ensure_local_tls
 
     settings = load_settings(UpSettings)
     # Validate operator files before starting anything.
@@ -135,7 +135,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         bootstrap_file = tokens_file.with_name(BOOTSTRAP_FILE)
         bootstrap_file.write_text(bootstrap, encoding="utf-8")
 
-        env = {k: v for k, v in os.environ.items() if k not in FAUST_ENV}
+        # up serves TLS only with --tls, with its own CA; BW_TLS_* are for running the
+        # services yourself (python -m services.api).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in FAUST_ENV and not k.startswith("BW_TLS_")
+        }
+        tls = ensure_local_tls(data_dir) if args.tls else None
+        if tls is not None:
+            env.update({"BW_TLS_CERT_FILE": str(tls.cert), "BW_TLS_KEY_FILE": str(tls.key)})
         env.update(
             {
                 "BW_KAFKA_BOOTSTRAP": bootstrap,
@@ -169,39 +178,30 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
         )
         services = [aggregator]
+        scheme = "https" if tls is not None else "http"
         for name in ("ingest", "api"):
             services.append(
                 sup.start(
                     Child(
                         name,
-                        [
-                            py,
-                            "-m",
-                            "uvicorn",
-                            f"services.{name}.app:create_app",
-                            "--factory",
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(ports[name]),
-                            "--no-access-log",
-                            "--log-level",
-                            "warning",
-                            *(UVICORN_FLAGS if name == "api" else ()),
-                        ],
-                        {**env, "BW_PORT": str(ports[name])},
+                        # Reads BW_HOST, BW_PORT and BW_TLS_* (services/common/serve.py).
+                        [py, "-m", f"services.{name}"],
+                        {**env, "BW_HOST": "127.0.0.1", "BW_PORT": str(ports[name])},
                         logs / f"{name}.log",
-                        f"http://127.0.0.1:{ports[name]}/readyz",
+                        f"{scheme}://127.0.0.1:{ports[name]}/readyz",
+                        ready_cafile=tls.ca if tls is not None else None,
                     )
                 )
             )
         sup.wait_ready(services, settings.ready_timeout, lambda: stopping)
-        ingest_url = f"http://127.0.0.1:{ports['ingest']}"
-        api_url = f"http://127.0.0.1:{ports['api']}"
+        ingest_url = f"{scheme}://127.0.0.1:{ports['ingest']}"
+        api_url = f"{scheme}://127.0.0.1:{ports['api']}"
         if args.demo:
             demo_argv = [py, "-m", "services.demo", "--ingest-url", ingest_url]
             if token:
                 demo_argv += ["--token", token]
+            if tls is not None:
+                demo_argv += ["--cacert", str(tls.ca)]
             sup.start(Child("demo", demo_argv, env, logs / "demo.log"))
         _status(
             bootstrap,
@@ -215,6 +215,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.monotonic() - t0,
             [(c.name, c.pid) for c in sup.children],
             broker.process.pid if broker is not None and broker.process else None,
+            tls.ca if tls is not None else None,
         )
         while not stopping:
             sup.check()
@@ -249,6 +250,7 @@ def _status(
     took: float,
     pids: list[tuple[str, int | None]],
     broker_pid: int | None,
+    ca: Path | None = None,
 ) -> None:
     line = "─" * 68
     auth = (
@@ -262,11 +264,19 @@ def _status(
         line,
         f" Dashboard      {api_url}/",
         f" API            {api_url}/api/v1/sections   (docs: {api_url}/docs)",
-        f" Live feed      {api_url.replace('http', 'ws')}/ws/feed",
+        f" Live feed      {api_url.replace('http', 'ws', 1)}/ws/feed",
         f" Ingest         POST {ingest_url}/v1/field-events",
         f" Metrics        {api_url}/metrics  {ingest_url}/metrics  http://127.0.0.1:{ports['aggregator']}/metrics",
         f" Kafka          {bootstrap}{' (external)' if external else ' (embedded, KRaft)'}",
         f" Token          {auth}",
+        *(
+            [
+                f" TLS            https/wss only; local CA {ca}",
+                f"                curl --cacert {ca} …",
+            ]
+            if ca
+            else []
+        ),
         f" Data and logs  {data_dir}",
         f" Processes      {', '.join(f'{n}={p}' for n, p in pids)}"
         + (f", kafka={broker_pid}" if broker_pid else ""),
@@ -464,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kafka-port", type=int, default=0)
     up.add_argument("--api-port", type=int, default=0)
     up.add_argument("--ingest-port", type=int, default=0)
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https/wss with a local CA and certificate made in the data dir",
+    )
     up.add_argument(
         "--insecure-no-auth", action="store_true", help="disable authentication (demos only!)"
     )

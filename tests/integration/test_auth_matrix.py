@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +28,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trustme
 import websockets
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -31,7 +38,8 @@ from services.cli import main as cli_main
 from services.common.auth import SCOPES, create_token, hash_token, revoke_token, rotate_token
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from tests.integration.conftest import Deployment, wait_until
+from services.runtime.broker import free_port, tail
+from tests.integration.conftest import REPO, Deployment, wait_until
 from tests.integration.test_api import ROUTES as API_ROUTES
 from tests.integration.test_api import ApiProcess, _alert, _state, produce
 from tests.integration.test_ingest import (
@@ -496,3 +504,162 @@ def test_every_audited_action_is_on_the_audit_topic_and_readable_by_admins(
         assert "sha256:" not in text
     finally:
         api.stop()
+
+
+# --- TLS and mutual TLS --------------------------------------------------------------
+
+
+class TlsService:
+    """``python -m services.<name>`` serving TLS, as deployed."""
+
+    def __init__(self, name: str, dep: Deployment, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        full = dep.env()
+        full.update({"BW_PORT": str(self.port), "BW_AUTH_ENABLED": "true", **env})
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env=full,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, context: ssl.SSLContext) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"service exited\n{tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1, context=context) as r:
+                    return bool(r.status == 200)
+            except (OSError, ssl.SSLError):
+                return False
+
+        wait_until(ready, 60, "TLS service ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _plain_http_fails(port: int) -> str:
+    """What a plain-HTTP request to a TLS port gets: never an HTTP answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError) as exc:
+            return type(exc).__name__
+    assert not data.startswith(b"HTTP/1.1 200"), data
+    return "closed" if not data else "not http"
+
+
+def test_api_and_ingest_over_tls_and_mutual_tls(deployment: Deployment, tmp_path: Path) -> None:
+    server_ca = trustme.CA()
+    field_ca = trustme.CA()  # signs the field units' client certificates
+    rogue_ca = trustme.CA()
+    cert = server_ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server-key.pem"))
+    field_ca.cert_pem.write_to_path(str(tmp_path / "field-ca.pem"))
+    tls_env = {
+        "BW_TLS_CERT_FILE": str(tmp_path / "server.pem"),
+        "BW_TLS_KEY_FILE": str(tmp_path / "server-key.pem"),
+    }
+    tokens_file = tmp_path / "tokens.json"
+    reader = create_token(tokens_file, ["read"], "tls reader")
+    unit = create_token(tokens_file, ["ingest:field"], "field unit 7")
+    env = {**tls_env, "BW_TOKENS_FILE": str(tokens_file)}
+    api = TlsService("api", deployment, tmp_path, env)
+    ingest = TlsService(
+        "ingest",
+        deployment,
+        tmp_path,
+        {**env, "BW_TLS_CLIENT_CA_FILE": str(tmp_path / "field-ca.pem")},
+    )
+    trusting = ssl.create_default_context()
+    server_ca.configure_trust(trusting)
+    with_unit_cert = ssl.create_default_context()
+    server_ca.configure_trust(with_unit_cert)
+    field_ca.issue_cert("field-unit-7.example").configure_cert(with_unit_cert)
+    with_rogue_cert = ssl.create_default_context()
+    server_ca.configure_trust(with_rogue_cert)
+    rogue_ca.issue_cert("field-unit-7.example").configure_cert(with_rogue_cert)
+    try:
+        api.wait_ready(trusting)
+        ingest.wait_ready(with_unit_cert)
+
+        # https with the CA trusted: the API answers, with HSTS and a wss connect-src.
+        req = urllib.request.Request(
+            api.url + "/api/v1/sections", headers={"Authorization": f"Bearer {reader}"}
+        )
+        with urllib.request.urlopen(req, timeout=5, context=trusting) as resp:
+            assert resp.status == 200
+            assert resp.headers["strict-transport-security"] == "max-age=31536000"
+            assert f"wss://127.0.0.1:{api.port}" in resp.headers["content-security-policy"]
+        # Not trusted: refused by the client. Plain HTTP: refused by the server.
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(api.url + "/healthz", timeout=5)
+        assert _plain_http_fails(api.port)
+        assert _plain_http_fails(ingest.port)
+
+        # The live feed over wss.
+        async def wss() -> str:
+            async with websockets.connect(
+                f"wss://127.0.0.1:{api.port}/ws/feed",
+                ssl=trusting,
+                subprotocols=[websockets.Subprotocol(reader)],
+            ) as ws:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                return str(frame["messages"][0]["type"])
+
+        assert asyncio.run(wss()) == "snapshot"
+
+        # Mutual TLS on ingest: a field unit's certificate from the field CA is let in...
+        post = urllib.request.Request(
+            ingest.url + "/v1/field-events",
+            data=orjson.dumps(field_event()),
+            headers={"Authorization": f"Bearer {unit}", "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(post, timeout=10, context=with_unit_cert) as resp:
+            assert resp.status == 202
+        # ...no certificate, or one from another CA, fails the handshake.
+        for context in (trusting, with_rogue_cert):
+            with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
+                with urllib.request.urlopen(post, timeout=10, context=context) as resp:
+                    resp.read()
+    finally:
+        api.stop()
+        ingest.stop()
+
+
+def test_bad_tls_settings_stop_start_up_naming_the_variable(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate", encoding="utf-8")
+    cases = [
+        ({"BW_TLS_CERT_FILE": str(junk)}, "give both or neither"),
+        (
+            {"BW_TLS_CERT_FILE": str(junk), "BW_TLS_KEY_FILE": str(tmp_path / "nope")},
+            "no such file",
+        ),
+        ({"BW_TLS_CERT_FILE": str(junk), "BW_TLS_KEY_FILE": str(junk)}, "BW_TLS_CERT_FILE"),
+    ]
+    for env, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.ingest"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("BW_")}, **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr, done.stderr

@@ -71,3 +71,23 @@ def test_a_strange_host_header_never_reaches_the_policy(host: str) -> None:
     policy = content_security_policy("http", host)
     assert "connect-src 'self';" in policy
     assert policy.count("script-src") == 1
+
+
+def test_uvicorn_log_lines_lose_token_secrets() -> None:
+    import logging
+
+    from services.common.serve import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/feed?token=bw_3fa85f64_s3cr3t-Value_x&hourly=true"),
+        None,
+    )
+    RedactTokens().filter(record)
+    line = record.getMessage()
+    assert "s3cr3t" not in line
+    assert "token=bw_3fa85f64_…&hourly=true" in line
