@@ -253,6 +253,10 @@ def test_api_refuses_expired_revoked_and_rotated_tokens_without_restart(
         for name in ("revoked", "rotated"):
             assert closed[name + ":code"] == 4401, closed
             assert closed[name + ":after"] < 5.0, closed
+        print(
+            f"\n[figure] open feed closed after revoke: {closed['revoked:after']:.2f}s, "
+            f"after rotate: {closed['rotated:after']:.2f}s"
+        )
 
         time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
         for label, token in (("expired", expiring), ("revoked", revoked), ("rotated", rotated)):
