@@ -25,7 +25,7 @@ from services.api.audit import AuditTrail
 from services.api.audit import router as audit_router
 from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
-from services.api.guard import FeedGuard
+from services.api.guard import REST_RATE_LIMITED, FeedGuard
 from services.api.routes import router
 from services.api.settings import ApiSettings
 from services.api.view import View
@@ -189,6 +189,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.audit = audit
     app.state.audit_trail = audit_trail
     app.state.on_refused = audit.refused
+    app.state.on_rate_limited = REST_RATE_LIMITED.inc
     app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.state.feed_guard = FeedGuard(
         app.state.tokens, settings.feed_max_per_token, settings.auth_enabled

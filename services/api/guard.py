@@ -27,6 +27,10 @@ FEEDS_REVOKED = PromCounter(
     "Open feed connections closed because their token was revoked, expired or rotated",
 )
 
+REST_RATE_LIMITED = PromCounter(
+    "bw_api_rate_limited_total", "REST requests refused with 429 (token over its rate)"
+)
+
 # How often open feeds' tokens are checked: a revoked token's feeds close within this
 # plus the token store's reload period (1 s).
 CHECK_SECONDS = 1.0

@@ -219,7 +219,8 @@ class TokenStore:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"BW_TOKENS: not valid JSON: {exc}") from exc
             env = _entries(raw, "BW_TOKENS")
-        return cls({**entries, **env}, path=path, env_entries=env, **options)
+        # The file wins over BW_TOKENS for the same id, so `token revoke` always applies.
+        return cls({**env, **entries}, path=path, env_entries=env, **options)
 
     # --- watching the file ---------------------------------------------------------
 
@@ -243,7 +244,7 @@ class TokenStore:
             log.error("tokens file changed but cannot be used, keeping the last good one: %s", exc)
             return False
         self._file_key = key
-        self._entries = {**entries, **self._env}
+        self._entries = {**self._env, **entries}
         self.reloads += 1
         log.info("tokens file reloaded: %d tokens", len(self._entries))
         return True
@@ -558,6 +559,11 @@ def require(
         if limiter is not None:
             wait = limiter.take(result.token_id)
             if wait > 0:
+                counted: Callable[[], None] | None = getattr(
+                    request.app.state, "on_rate_limited", None
+                )
+                if counted is not None:
+                    counted()
                 retry = max(1, math.ceil(wait))
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,

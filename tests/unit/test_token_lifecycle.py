@@ -194,3 +194,19 @@ def test_the_cli_lifecycle_never_shows_a_secret(
     assert code == 2 and "no token with id 'nope'" in err
     code, _, err = _cli(capsys, "create", "--tokens-file", path)
     assert code == 2 and "--scopes is required" in err
+
+
+def test_revoking_in_the_file_applies_to_a_bw_tokens_entry_with_the_same_id(
+    tmp_path: Path,
+) -> None:
+    from services.common.auth import hash_token
+
+    path = tmp_path / "tokens.json"
+    token = create_token(path, ["read"])
+    token_id = token.split("_")[1]
+    env = json.dumps([{"id": token_id, "hash": hash_token(token), "scopes": ["admin"]}])
+    revoke_token(path, token_id)
+
+    refusal = TokenStore.load(path, env).check(token)
+
+    assert isinstance(refusal, Refusal) and refusal.reason == "revoked"
