@@ -44,9 +44,12 @@ typecheck: $(STAMP) ## mypy --strict on schemas/ and services/
 schemas: $(STAMP) ## re-export the JSON Schema files from the models
 	$(BIN)/borderwatch schemas export
 
+audit: $(STAMP) ## pip-audit the installed pins, npm audit vendored front-end packages (says so if no service is reachable)
+	$(BIN)/python scripts/audit.py $(AUDIT_FLAGS)
+
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
 
-.PHONY: help install system-deps run test unit lint typecheck schemas bench
+.PHONY: help install system-deps run test unit lint typecheck schemas audit bench

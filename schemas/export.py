@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.models import (
     Alert,
     AlertAck,
+    AuditRecord,
     DeadLetter,
     FieldEvent,
     FieldEventBatch,
@@ -32,6 +33,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "alert-ack": AlertAck,
     "report-event": ReportEvent,
     "dead-letter": DeadLetter,
+    "audit": AuditRecord,
 }
 
 

@@ -18,9 +18,11 @@ DEAD_LETTER = "dead-letter"
 SECTION_STATE = "section-state"
 ALERTS = "alerts"
 ALERT_ACKS = "alert-acks"
+AUDIT = "audit"
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
 _MONTH_MS = str(30 * 24 * 3600 * 1000)
+_YEAR_MS = str(365 * 24 * 3600 * 1000)
 
 
 def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
@@ -34,6 +36,8 @@ def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
         TopicSpec(SECTION_STATE, field_partitions, {"cleanup.policy": "compact"}),
         TopicSpec(ALERTS, 3, {"retention.ms": _MONTH_MS}),
         TopicSpec(ALERT_ACKS, 1, {"retention.ms": _MONTH_MS}),
+        # Append-only trail: never compacted, kept a year.
+        TopicSpec(AUDIT, 1, {"cleanup.policy": "delete", "retention.ms": _YEAR_MS}),
     ]
 
 
@@ -48,3 +52,4 @@ class Topics:
         self.section_state = prefix + SECTION_STATE
         self.alerts = prefix + ALERTS
         self.alert_acks = prefix + ALERT_ACKS
+        self.audit = prefix + AUDIT

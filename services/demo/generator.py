@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -151,6 +152,7 @@ def run(
     interval: float,
     seed: int | None,
     duration: float | None,
+    cacert: str | None = None,
 ) -> None:
     stop = False
 
@@ -164,7 +166,8 @@ def run(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = ingest_url.rstrip("/") + "/v1/field-events"
     started = time.time()
-    with httpx.Client(headers=headers, timeout=10.0) as client:
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cacert) if cacert else True
+    with httpx.Client(headers=headers, timeout=10.0, verify=verify) as client:
         # Live first, so the picture shows life within a second; then fill the
         # past hours in time order (inside the aggregator's grace period).
         _post(client, url, list(scenario.step(started, interval)))
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--cacert", default=None, help="CA file to trust for an https ingest")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -210,4 +214,5 @@ def main(argv: list[str] | None = None) -> None:
         interval=args.interval,
         seed=args.seed,
         duration=args.duration,
+        cacert=args.cacert,
     )

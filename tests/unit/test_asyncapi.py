@@ -50,6 +50,7 @@ TOPIC_CONTRACTS = {
     "section-state": ("section-state", "section_id"),
     "alerts": ("alert", "alert_id"),
     "alert-acks": ("alert-ack", "alert_id"),
+    "audit": ("audit", "action"),
 }
 
 
@@ -242,6 +243,12 @@ def test_every_service_is_said_to_produce_or_consume(doc: dict[str, Any]) -> Non
     assert by_topic["alert-acks"] >= {("api", "send"), ("api", "receive")}
     assert by_topic["report-events"] >= {("ingest", "send")}
     assert by_topic["dead-letter"] >= {("ingest", "send")}
+    assert by_topic["audit"] >= {
+        ("ingest", "send"),
+        ("api", "send"),
+        ("api", "receive"),
+        ("cli", "send"),
+    }
     for feed in ("ws-feed", "ws-alerts", "sse-alerts"):
         assert by_topic[feed] == {("api", "send")}
 

@@ -200,6 +200,9 @@ def test_app_services_run_the_project_image(services: Services) -> None:
         assert command[:3] == ["uvicorn", f"{module}:create_app", "--factory"], command
         assert command[command.index("--host") + 1] == "0.0.0.0"
         assert int(command[command.index("--port") + 1]) == SERVICE_PORTS[name]
+        # A feed's ?token= would be in an access log line, and in uvicorn's info lines.
+        assert "--no-access-log" in command, command
+        assert command[command.index("--log-level") + 1] == "warning", command
     # The API runs with the flags it was measured with.
     api = _command(services["api"])
     assert " ".join(UVICORN_FLAGS) in " ".join(api), api
