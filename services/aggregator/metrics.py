@@ -8,6 +8,8 @@ owns *now*:
 - ``bw_section_info{section,name,country,neighbour}``: 1, from the catalogue;
 - ``bw_section_sensor_types{section,country}``: sensor types the catalogue lists
   (a section with sensors that reports nothing is suspicious, one without is not);
+- ``bw_section_latitude_degrees``, ``bw_section_longitude_degrees``: the section's
+  centre, so a Grafana geomap can place it (coordinates as values, not labels);
 - ``bw_section_last_event_age_seconds{section,country}``: now - newest ``observed_at``
   (no series before a section's first event);
 - ``bw_alerts_firing{country,severity,rule}``: firing alerts, 0 for every severity,
@@ -104,7 +106,7 @@ class SectionCollector(Collector):
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        events, level, info, sensors, age, firing = families = self._families()
+        events, level, info, sensors, lat, lon, age, firing = families = self._families()
         now = self._clock()
         alerts: dict[tuple[str, str, str], int] = {
             (c, s, r): 0 for c in self._countries for s in SEVERITIES for r in self._rule_ids
@@ -120,6 +122,8 @@ class SectionCollector(Collector):
             if section is not None:
                 info.add_metric([sid, section.name, section.country, section.neighbour], 1)
                 sensors.add_metric([sid, country], len(section.sensors))
+                lat.add_metric([sid, country], section.centre.lat)
+                lon.add_metric([sid, country], section.centre.lon)
             if snap.last_event_at is not None:
                 age.add_metric([sid, country], max(0.0, now - snap.last_event_at))
             for rule, severity in snap.firing:
@@ -150,6 +154,16 @@ class SectionCollector(Collector):
             GaugeMetricFamily(
                 "bw_section_sensor_types",
                 "Sensor types the catalogue lists for the section",
+                labels=["section", "country"],
+            ),
+            GaugeMetricFamily(
+                "bw_section_latitude_degrees",
+                "Latitude of the section's centre (catalogue), for maps",
+                labels=["section", "country"],
+            ),
+            GaugeMetricFamily(
+                "bw_section_longitude_degrees",
+                "Longitude of the section's centre (catalogue), for maps",
                 labels=["section", "country"],
             ),
             GaugeMetricFamily(

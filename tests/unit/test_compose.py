@@ -31,6 +31,8 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "alerts.yml"
+RULE_FILES = [PROMETHEUS_DIR / n for n in ("alerts.yml", "recording.yml", "border-alerts.yml")]
+RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*test*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 # Which settings class reads a service's environment. `topics` runs the CLI,
@@ -277,7 +279,10 @@ def test_kafka_is_apache_kafka_39_in_kraft_mode(
 # --- Prometheus ---------------------------------------------------------------
 
 
-_METRIC_DEFINITION = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"(bw_[a-z0-9_]+)\"")
+# prometheus_client constructors, and the families custom collectors build at scrape time.
+_METRIC_DEFINITION = re.compile(
+    r"\b(?:Counter|Gauge|Histogram|Summary)(?:MetricFamily)?\(\s*\"(bw_[a-z0-9_]+)\""
+)
 
 
 def _defined_metrics() -> set[str]:
@@ -290,7 +295,7 @@ def _defined_metrics() -> set[str]:
 
 def test_prometheus_scrapes_every_service_where_it_listens(services: Services) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
-    assert (PROMETHEUS_DIR / "alerts.yml").name in config["rule_files"]
+    assert config["rule_files"] == [f.name for f in RULE_FILES]
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS_DIR / rule_file).is_file(), rule_file
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -307,20 +312,52 @@ def test_prometheus_scrapes_every_service_where_it_listens(services: Services) -
             for t in sc["targets"]
         }
         assert (name, port) in targets, f"{name} job scrapes {targets}, expected {name}:{port}"
-    mounted = {str(v).split(":")[0] for v in services["prometheus"]["volumes"]}
-    assert {"./deploy/prometheus/prometheus.yml", "./deploy/prometheus/alerts.yml"} <= mounted
+    # Each file where prometheus.yml (in /etc/prometheus) finds it.
+    mounts = dict(str(v).split(":")[:2] for v in services["prometheus"]["volumes"])
+    config_arg = next(c for c in _command(services["prometheus"]) if c.startswith("--config.file="))
+    etc = Path(config_arg.split("=", 1)[1]).parent
+    for path in (PROMETHEUS_CONFIG, *RULE_FILES):
+        source = "./" + str(path.relative_to(ROOT))
+        assert mounts.get(source) == str(etc / path.name), f"{source} is not mounted in {etc}"
 
 
 RULE_KEYS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
 
 
+def _rules(*paths: Path) -> list[dict[str, Any]]:
+    return [
+        rule
+        for path in paths
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def _recorded() -> set[str]:
+    return {r["record"] for r in _rules(*RULE_FILES) if "record" in r}
+
+
+def test_recording_rules_follow_the_naming_convention_and_use_real_metrics() -> None:
+    defined = _defined_metrics()
+    recording = [r for r in _rules(*RULE_FILES) if "record" in r]
+    assert len(recording) >= 5
+    for rule in recording:
+        # level:metric:operations (Prometheus's convention), over a metric we define.
+        level, metric, ops = rule["record"].split(":")
+        assert level and ops and metric.startswith("bw_"), rule["record"]
+        used = {
+            re.sub(r"_(bucket|sum|count)$", "", m) if m not in defined else m
+            for m in re.findall(r"(?<![:\w])bw_[a-z0-9_]+", rule["expr"])
+        }
+        assert used <= defined, f"{rule['record']}: no such metric {sorted(used - defined)}"
+
+
 def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
-    rules_doc = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
-    rules = [rule for group in rules_doc["groups"] for rule in group["rules"]]
+    rules = [r for r in _rules(*RULE_FILES) if "alert" in r]
     assert len(rules) >= 2
     names = [rule["alert"] for rule in rules]
     assert len(names) == len(set(names)), f"duplicate alert names: {names}"
-    defined = _defined_metrics()
+    defined = _defined_metrics() | _recorded()
     assert "bw_ingest_events_accepted_total" in defined, "metric discovery found nothing"
     used: set[str] = set()
     for rule in rules:
@@ -334,7 +371,7 @@ def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
         # A histogram's series are its name plus _bucket, _sum or _count.
         metrics = {
             re.sub(r"_(bucket|sum|count)$", "", m) if m not in defined else m
-            for m in re.findall(r"\bbw_[a-z0-9_]+", expr)
+            for m in re.findall(r"(?:\b[a-z_]+:)?bw_[a-z0-9_]+(?::[a-z0-9_]+)?", expr)
         }
         assert metrics <= defined, f"{rule['alert']}: no such metric {sorted(metrics - defined)}"
         used |= metrics
@@ -342,6 +379,8 @@ def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
             used.add("up")
     assert "up" in used, "no rule notices a service that is down"
     assert {"bw_ingest_broker_unavailable_total", "bw_aggregator_events_counted_total"} <= used
+    # The border itself: a quiet section, a rising level.
+    assert {"section:bw_section_impact_level:max", "bw_section_sensor_types"} <= used
 
 
 def _check_with(tool: str, package: str, *args: str) -> None:
@@ -357,7 +396,30 @@ def _check_with(tool: str, package: str, *args: str) -> None:
 
 def test_promtool_accepts_prometheus_files() -> None:
     _check_with("promtool", "prometheus", "check", "config", str(PROMETHEUS_CONFIG))
-    _check_with("promtool", "prometheus", "check", "rules", str(ALERT_RULES))
+    _check_with("promtool", "prometheus", "check", "rules", *map(str, RULE_FILES))
+
+
+def test_rule_unit_tests_cover_every_rule_file() -> None:
+    assert {p.name for p in RULE_TESTS} >= {"border_test.yml", "health_test.yml"}
+    covered = {
+        (path.parent / f).resolve()
+        for path in RULE_TESTS
+        for f in yaml.safe_load(path.read_text(encoding="utf-8"))["rule_files"]
+    }
+    assert covered == {f.resolve() for f in RULE_FILES}
+    tested = {
+        t["alertname"]
+        for path in RULE_TESTS
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]
+        for t in case.get("alert_rule_test", [])
+    }
+    new_alerts = {r["alert"] for r in _rules(PROMETHEUS_DIR / "border-alerts.yml")}
+    assert new_alerts | {"AggregatorInputLagging", "PipelineSlow"} <= tested
+
+
+@pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
+def test_promtool_rule_unit_tests_pass(path: Path) -> None:
+    _check_with("promtool", "prometheus", "test", "rules", str(path))
 
 
 # --- Alertmanager ----------------------------------------------------------------
