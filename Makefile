@@ -44,9 +44,12 @@ typecheck: $(STAMP) ## mypy --strict on schemas/ and services/
 schemas: $(STAMP) ## re-export the JSON Schema files from the models
 	$(BIN)/borderwatch schemas export
 
+dashboards: $(STAMP) ## regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json)
+	$(BIN)/borderwatch grafana export
+
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
 
-.PHONY: help install system-deps run test unit lint typecheck schemas bench
+.PHONY: help install system-deps run test unit lint typecheck schemas dashboards bench

@@ -9,6 +9,7 @@ the settings classes and the metrics the code defines.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -460,3 +461,70 @@ def test_alertmanager_routes_borderwatch_health_apart_from_section_alerts() -> N
 
 def test_amtool_accepts_the_alertmanager_config() -> None:
     _check_with("amtool", "prometheus-alertmanager", "check-config", str(ALERTMANAGER_CONFIG))
+
+
+# --- Grafana ----------------------------------------------------------------------
+
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Host path (relative to the repository) -> container path, for bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        parts = str(volume).split(":")
+        if parts[0].startswith("./"):
+            out[parts[0]] = parts[1]
+    return out
+
+
+def test_grafana_is_provisioned_from_the_repository(services: Services) -> None:
+    grafana = services["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana-oss:"), grafana["image"]
+    mounts = _mounts(grafana)
+    for source in mounts:
+        assert (ROOT / source).exists(), f"grafana mounts {source}, which does not exist"
+    provisioning = "/etc/grafana/provisioning"
+    assert mounts["./deploy/grafana/provisioning/datasources"] == f"{provisioning}/datasources"
+    assert mounts["./deploy/grafana/provisioning/dashboards"] == f"{provisioning}/dashboards"
+    # The file provider reads where the generated dashboards are mounted.
+    providers = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "borderwatch.yml").read_text("utf-8")
+    )["providers"]
+    paths = {p["options"]["path"] for p in providers if p["type"] == "file"}
+    assert paths == {mounts["./deploy/grafana/dashboards"]}
+    assert sorted((GRAFANA_DIR / "dashboards").glob("*.json")), "no dashboard files"
+    home = _environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "")
+    if home:
+        assert home.startswith(mounts["./deploy/grafana/dashboards"] + "/")
+        assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file(), home
+
+
+def test_grafana_reaches_prometheus_where_it_listens(services: Services) -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text("utf-8")
+    )["datasources"]
+    prom = [d for d in datasources if d["type"] == "prometheus"]
+    assert len(prom) == 1 and prom[0].get("uid"), "one Prometheus datasource with a fixed uid"
+    url = prom[0]["url"]
+    match = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url)
+    assert match, url
+    host, port = match.group(1), int(match.group(2))
+    assert host in services, f"datasource host {host!r} is not a compose service"
+    assert f"127.0.0.1:{port}/-/ready" in _healthcheck_text(services[host])
+    assert services["grafana"]["depends_on"][host]["condition"] == "service_healthy"
+    # Every dashboard query names that uid (the dashboards are generated with it).
+    for path in (GRAFANA_DIR / "dashboards").glob("*.json"):
+        uids = set(re.findall(r'"uid":\s*"([^"]+)"', path.read_text("utf-8"))) - {json_uid(path)}
+        assert uids == {prom[0]["uid"]}, f"{path.name} uses datasources {uids}"
+
+
+def json_uid(path: Path) -> str:
+    return str(json.loads(path.read_text("utf-8"))["uid"])
+
+
+def test_grafana_port_is_published_on_localhost_and_probed(services: Services) -> None:
+    grafana = services["grafana"]
+    assert "127.0.0.1:3000:3000" in [str(p) for p in grafana["ports"]]
+    assert "127.0.0.1:3000/api/health" in _healthcheck_text(grafana)
+    assert "grafana-data" in (yaml.safe_load(COMPOSE_FILE.read_text("utf-8"))["volumes"] or {})
