@@ -355,12 +355,14 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
+        # issue 12: a record the section already reflects (a replay) is not counted again
+        fresh = message.offset > agg.offsets.get(message.partition, -1)
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
-        # issue 12: one observation per counted record (its timestamp is its newest observed_at)
-        EVENT_LAG.observe(max(0.0, now - message.timestamp))
-        r = received_at(message.headers)
-        if r is not None:
-            received.setdefault(key, []).append(r)
+        if fresh:  # issue 12: one observation per counted record (timestamp: newest observed_at)
+            EVENT_LAG.observe(max(0.0, now - message.timestamp))
+            r = received_at(message.headers)
+            if r is not None:
+                received.setdefault(key, []).append(r)
     outboxes = []
     for key, agg in touched.items():
         pub = engine.refresh(agg, now)
