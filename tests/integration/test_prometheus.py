@@ -432,7 +432,7 @@ def test_two_workers_summed_never_count_a_section_twice(
         per_worker = prom.by("count by (instance) (bw_section_info)", "instance")
         return len(per_worker) == 2 and sum(per_worker.values()) == n and per_worker
 
-    wait_until(split, 60, "two workers sharing the catalogue's sections")
+    wait_until(split, 120, "two workers sharing the catalogue's sections")
     now = datetime.now(UTC)
     posts, expected = _known_events(list(CATALOGUE), now)
     for batch in posts:
@@ -465,7 +465,7 @@ def test_two_workers_summed_never_count_a_section_twice(
             prom.value("sum(bw_section_info)") == n
             and len(prom.by("count by (instance) (bw_section_info)", "instance")) == 1
         ),
-        90,
+        120,
         "the survivor owning every section",
     )
     wait_until(
