@@ -462,6 +462,26 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grafana(args: argparse.Namespace) -> int:
+    try:
+        from services.grafana.dashboards import DASHBOARD_DIR, export, stale
+    except ImportError as exc:  # the generator is a dev tool: grafana-foundation-sdk
+        _print(f"{exc}; install the dev extra: pip install -e '.[dev]'")
+        return 2
+    if args.check:
+        bad = stale()
+        if bad:
+            _print(
+                f"stale dashboards in {DASHBOARD_DIR}: {', '.join(bad)}; run `borderwatch grafana export`"
+            )
+            return 1
+        _print("dashboard files match the generator")
+        return 0
+    for path in export():
+        _print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="borderwatch", description="borderwatch: live border picture"
@@ -515,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export"])
     schemas.add_argument("--check", action="store_true")
     schemas.set_defaults(func=cmd_schemas)
+
+    grafana = sub.add_parser("grafana", help="Grafana dashboards (deploy/grafana/dashboards)")
+    grafana.add_argument("action", choices=["export"])
+    grafana.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    grafana.set_defaults(func=cmd_grafana)
     return parser
 
 

@@ -21,8 +21,11 @@ import faust
 import orjson
 from faust.tables.table import Table
 from faust.types import TP
-from prometheus_client import Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
+from schemas.models import SEVERITY_ORDER
+from services.aggregator import metrics as domain_metrics
+from services.aggregator import windows
 from services.aggregator.app import app, input_sink, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
@@ -37,6 +40,7 @@ from services.aggregator.state import (
 )
 from services.common import gctune
 from services.common.catalogue import Catalogue
+from services.common.headers import received_at
 from services.common.kafka import partition_for
 
 log = logging.getLogger(__name__)
@@ -91,9 +95,10 @@ TICK_CHUNK = 16
 REVOKE_DRAIN_SECONDS = 10.0
 
 catalogue = Catalogue.load(settings.sections_file)
+rules = load_rules(settings.rules_file)
 engine = Engine(
     catalogue,
-    load_rules(settings.rules_file),
+    rules,
     bucket_seconds=settings.bucket_seconds,
     grace_seconds=settings.grace_seconds,
 )
@@ -231,6 +236,7 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
     if outbox["state"] is not None:
         await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
         STATES_PUBLISHED.inc()
+        publish_latency.published(key, outbox["state"]["version"])  # issue 12
     agg = _cache.get(key)
     if agg is not None and agg.outbox is outbox:
         agg.outbox_sent = True  # later writes of the core may leave it out
@@ -288,6 +294,7 @@ async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
     except PublisherFailed:
         pass  # already stopping the worker
     _forget()
+    publish_latency.forget()  # issue 12
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -335,6 +342,7 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
 
 async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
+    received: dict[bytes, list[float]] = {}  # issue 12: SLO histograms
     outcome = BatchOutcome()
     wall = time.time()
     for message in batch:
@@ -347,12 +355,21 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
+        # issue 12: a record the section already reflects (a replay) is not counted again
+        fresh = message.offset > agg.offsets.get(message.partition, -1)
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
+        if fresh:  # issue 12: one observation per counted record (timestamp: newest observed_at)
+            EVENT_LAG.observe(max(0.0, now - message.timestamp))
+            r = received_at(message.headers)
+            if r is not None:
+                received.setdefault(key, []).append(r)
     outboxes = []
     for key, agg in touched.items():
         pub = engine.refresh(agg, now)
         if _store(key, agg, pub) and pub:
             outboxes.append((key, agg.outbox))
+            if pub.state_doc is not None:  # issue 12: observed when this version is sent
+                publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -531,6 +548,69 @@ async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
             if position is not None and position < end:
                 continue  # still fetching (a backlog), not past a skipped record
             await _seek_back(tp, _cursors.expected(p), f"quiet at end offset {end}")
+
+
+# --- issue 12: domain metrics, input lag and pipeline SLOs ----------------------
+# (services/aggregator/metrics.py). Everything is read at scrape time from the
+# sections and partitions this worker owns now, so a section that moved away
+# leaves no series here and a sum over workers counts each section once.
+INGEST_TO_PUBLISHED, EVENT_LAG = domain_metrics.latency_histograms()
+publish_latency = domain_metrics.PublishLatency(INGEST_TO_PUBLISHED)
+
+
+def _owned_snapshots() -> list[domain_metrics.SectionSnapshot]:
+    # While partitions move the table may not hold the new sections yet (as in
+    # _tick): loading one would start it from zero. Show no section until the
+    # worker owns them again.
+    if app.rebalancing:
+        return []
+    active = _active_partitions()
+    now, bs = time.time(), settings.bucket_seconds
+    out = []
+    cores = {k for k in sections_table.keys() if is_core_key(k)}
+    for key in sorted({sid.encode() for sid in catalogue} | cores):
+        if partition_for(key, settings.field_partitions) not in active:
+            continue
+        # As _tick does (it loads every owned section each period, so this is
+        # nearly always the cache). Synchronous: no batch runs meanwhile.
+        agg = _load(key)
+        section = catalogue.get(agg.section_id)
+        if section is None:
+            continue  # removed from the catalogue: no rules, no labels to give it
+        firing = tuple(sorted((rule, e.severity) for rule, e in agg.episodes.items()))
+        out.append(
+            domain_metrics.SectionSnapshot(
+                section_id=agg.section_id,
+                country=section.country,
+                counts={
+                    "1h": windows.window_sum(agg.buckets, now, windows.HOUR, bs),
+                    "24h": windows.window_sum(agg.buckets, now, windows.DAY, bs),
+                    "7d": windows.window_sum(agg.buckets, now, 7 * windows.DAY, bs),
+                },
+                level=max((s for _, s in firing), key=SEVERITY_ORDER.__getitem__, default="low"),
+                firing=firing,
+                last_event_at=agg.last_event_at,
+            )
+        )
+    return out
+
+
+def _input_positions() -> list[tuple[int, int, int]]:
+    if app.rebalancing:
+        return []
+    out = []
+    for p in sorted(_active_partitions()):
+        end = app.consumer.highwater(TP(topics.field_events, p))
+        if end is not None and _cursors.knows(p):
+            out.append((p, end, _cursors.expected(p)))
+    return out
+
+
+REGISTRY.register(
+    domain_metrics.SectionCollector(_owned_snapshots, catalogue, [r.id for r in rules])
+)
+REGISTRY.register(domain_metrics.InputLagCollector(topics.field_events, _input_positions))
+# --- end of issue 12 block --------------------------------------------------------
 
 
 def _ready() -> bool:

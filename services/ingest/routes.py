@@ -417,6 +417,7 @@ async def post_field_events(
     # orjson writes UUIDs in canonical form ~8x faster than str(uuid) in a loop.
     keys: list[str] = orjson.loads(orjson.dumps([e.event_id for e in events]))
     topic = ingest.topics.field_events
+    received_at = intake.received_at.timestamp()
 
     def records_for(new: list[int]) -> list[Outgoing]:
         records = section_records(
@@ -429,6 +430,7 @@ async def post_field_events(
                 r.value,
                 r.timestamp_ms,
                 tuple(keys[new[i]] for i in r.positions),
+                received_at,
             )
             for r in records
         ]
@@ -486,6 +488,7 @@ async def post_reports(
                 _REPORT.dump_json(reports[p], exclude_none=True),
                 arrival_ms,
                 (keys[p],),
+                intake.received_at.timestamp(),
             )
             for p in new
         ]
