@@ -2,6 +2,7 @@
 
     python -m bench.aggregator [--single 100000] [--batched 200000] [--peer-events 30000]
                                [--only borderwatch,textbook,quix,ceiling]
+                               [--fill 200000,1000000,5000000 [--fill-slice 100000]]
 
 Starts a real embedded Kafka broker in a temporary directory and, for each of two
 inputs, writes the events to a topic of its own from a backlog:
@@ -23,6 +24,12 @@ input it measures, in the same run:
   installed by this script into ``bench/.peers/quix`` (never a project
   dependency), on ``--peer-events`` events;
 - ceiling: a plain aiokafka loop that only fetches and decodes the records.
+
+With ``--fill``, one worker also counts a backlog of 20 sections' events spread
+over 7 days in time order, and the rate over the slice after each mark of
+events held shows whether it stays flat as the window fills (with RSS); then it
+is killed with SIGKILL and the successor's recovery time is measured (ready,
+and counting a new event).
 
 Prints a table with the ratios and writes ``bench/results/aggregator-<date>.json``.
 Figures, not a pass/fail test.
@@ -258,7 +265,9 @@ def run_worker(
         _stop(proc)
 
 
-async def published_counts(bootstrap: str, topic: str) -> dict[str, dict[str, int]]:
+async def published_counts(
+    bootstrap: str, topic: str, window: str = "counts_24h"
+) -> dict[str, dict[str, int]]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
@@ -276,7 +285,7 @@ async def published_counts(bootstrap: str, topic: str) -> dict[str, dict[str, in
                         latest[state["section_id"]] = state
     finally:
         await consumer.stop()
-    return {sid: s["counts_24h"] for sid, s in latest.items()}
+    return {sid: s[window] for sid, s in latest.items()}
 
 
 def quix_python() -> Path:
@@ -418,6 +427,148 @@ def scenario(
     return out
 
 
+def fill(
+    n_total: int, marks: list[int], slice_n: int, bootstrap: str, work: Path
+) -> dict[str, Any]:
+    """The window fills: ``n_total`` events of 20 sections spread over 7 days in time
+    order (ingest's records), counted from a backlog by one worker; the rate over
+    the ``slice_n`` events after each mark of events held, RSS there, the exact
+    7-day counts at the end, then a SIGKILL and the successor's recovery time."""
+    import random
+
+    import psutil
+
+    sections_file = work / "sections-fill.yaml"
+    sections = catalogue(sections_file, 20)
+    prefix = "bench-fill."
+    settings = CommonSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    asyncio.run(ensure_topics(settings, PARTITIONS))
+    rng = random.Random(7)
+    now = datetime.now(UTC).timestamp()
+    span = 7 * 24 * 3600 - 3 * 3600
+    expected: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+
+    def chunks() -> Any:
+        for start in range(0, n_total, 50_000):
+            n = min(50_000, n_total - start)
+            events = []
+            for i in range(n):
+                at = now - span + span * (start + i) / n_total
+                e = {
+                    "schema_version": 1,
+                    "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "kind": rng.choice(KINDS),
+                    "section_id": rng.choice(sections),
+                    "observed_at": datetime.fromtimestamp(at, UTC).isoformat(),
+                    "count": 1,
+                    "source": {"type": "thermal_camera", "id": "TC-1"},
+                    "confidence": "high",
+                }
+                expected[e["section_id"]][e["kind"]] += 1
+                events.append(e)
+            yield records_of(events, "batched")
+
+    t0 = time.perf_counter()
+    for recs in chunks():
+        asyncio.run(produce(bootstrap, prefix + "field-events", recs))
+    print(f"[fill] wrote {n_total:,} events over 7 days ({time.perf_counter() - t0:.0f}s)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env.update(
+        {
+            "BW_KAFKA_BOOTSTRAP": bootstrap,
+            "BW_TOPIC_PREFIX": prefix,
+            "BW_APP_ID": "bench-borderwatch-fill",
+            "BW_SECTIONS_FILE": str(sections_file),
+            "BW_DATA_DIR": str(work / "agg-fill"),
+            "BW_LOG_LEVEL": "WARNING",
+            "BW_FIELD_PARTITIONS": str(PARTITIONS),
+        }
+    )
+
+    def start(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.aggregator"],
+                env={**env, "BW_WEB_PORT": str(port)},
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return proc, f"http://127.0.0.1:{port}"
+
+    counted = "bw_aggregator_events_counted_total"
+    proc, url = start(work / "borderwatch-fill.log")
+    out: dict[str, Any] = {"events": n_total, "sections": 20, "marks": {}}
+    try:
+        _wait_ready(url, proc)
+        ps = psutil.Process(proc.pid)
+        points = sorted({m for m in marks} | {m + slice_n for m in marks} | {n_total})
+        seen: dict[int, tuple[float, float]] = {}
+        started = time.perf_counter()
+        while len(seen) < len(points):
+            c = _metric(url, counted)
+            for p in points:
+                if p not in seen and c >= p:
+                    seen[p] = (time.perf_counter(), ps.memory_info().rss / 2**20)
+            if proc.poll() is not None or time.perf_counter() - started > 1800:
+                raise SystemExit(f"fill: worker stopped or too slow; see {work}")
+            time.sleep(0.02)
+        for m in marks:
+            (t1, rss), (t2, _) = seen[m], seen[m + slice_n]
+            out["marks"][str(m)] = {"ev_per_s": slice_n / (t2 - t1), "rss_mib": rss}
+            print(
+                f"[fill] {m:>9,} events held: {slice_n / (t2 - t1):,.0f} ev/s over the next "
+                f"{slice_n:,}, worker RSS {rss:.0f} MiB",
+                flush=True,
+            )
+        out["overall_ev_per_s"] = n_total / (seen[n_total][0] - started)
+        out["rss_end_mib"] = ps.memory_info().rss / 2**20
+        deadline = time.monotonic() + 60
+        while _metric(url, "bw_aggregator_publish_queue") > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        got = asyncio.run(published_counts(bootstrap, prefix + "section-state", "counts_7d"))
+        out["exact"] = all(got.get(sid) == expected[sid] for sid in sections)
+        print(f"[fill] published 7-day counts equal the posted ones: {out['exact']}")
+        changelog = _metric(url, "bw_aggregator_changelog_bytes_total")
+        out["changelog_bytes_per_event"] = changelog / n_total
+        # Recovery: SIGKILL, a successor restores the changelog and counts again.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed = time.perf_counter()
+        asyncio.run(
+            produce(
+                bootstrap,
+                prefix + "field-events",
+                records_of(
+                    [
+                        {**e, "observed_at": datetime.now(UTC).isoformat()}
+                        for e in make_events(1, sections)
+                    ],
+                    "single",
+                ),
+            )
+        )
+        proc, url = start(work / "borderwatch-fill-successor.log")
+        _wait_ready(url, proc, timeout=300)
+        ready = time.perf_counter() - killed
+        while _metric(url, counted) < 1:
+            if proc.poll() is not None or time.perf_counter() - killed > 300:
+                raise SystemExit("fill: the successor did not count")
+            time.sleep(0.05)
+        out["recovery"] = {"ready_s": ready, "counting_s": time.perf_counter() - killed}
+        print(
+            f"[fill] after a SIGKILL with {n_total:,} events held: successor ready in "
+            f"{ready:.1f}s, counting again {out['recovery']['counting_s']:.1f}s after the kill",
+            flush=True,
+        )
+    finally:
+        _stop(proc)
+    return out
+
+
 def table(results: dict[str, Any]) -> None:
     print()
     print("| input | pipeline | events/s | vs textbook Faust | vs Quix Streams | vs ceiling |")
@@ -447,6 +598,12 @@ def main() -> None:
     parser.add_argument("--peer-events", type=int, default=30_000)
     parser.add_argument("--only", default="borderwatch,textbook,quix,ceiling")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--fill",
+        default="",
+        help="events held at which to measure, e.g. 200000,1000000,5000000 (then a SIGKILL)",
+    )
+    parser.add_argument("--fill-slice", type=int, default=100_000)
     args = parser.parse_args()
     only = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="bw-bench-"))
@@ -474,6 +631,11 @@ def main() -> None:
                 only,
                 broker.bootstrap,
                 work,
+            )
+        if args.fill:
+            marks = sorted(int(m) for m in args.fill.split(","))
+            results["fill"] = fill(
+                marks[-1] + args.fill_slice, marks, args.fill_slice, broker.bootstrap, work
             )
     finally:
         broker.stop()

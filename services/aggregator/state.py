@@ -458,8 +458,11 @@ class Engine:
         if not agg.created_at:
             agg.created_at = now
         self._expire(agg, now)
-        alerts = self._evaluate(agg, section, now)
-        state = self._state(agg, section, now)
+        measures = Measures(
+            agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
+        )
+        alerts = self._evaluate(agg, section, measures)
+        state = self._state(agg, section, measures)
         fingerprint = _fingerprint(state)
         if fingerprint == agg.fingerprint and not alerts:
             return Publication(None, [])
@@ -478,11 +481,9 @@ class Engine:
             agg.dedupe.expire(floor)
             agg.seen_floor = floor
 
-    def _evaluate(self, agg: SectionAggregate, section: Section, now: float) -> list[Alert]:
+    def _evaluate(self, agg: SectionAggregate, section: Section, measures: Measures) -> list[Alert]:
         out = []
-        measures = Measures(
-            agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
-        )
+        now = measures.now
         for rule in self._rules_for.get(section.id, []):
             value, ladder = rule.assess(measures)
             before = agg.episodes.get(rule.id)
@@ -499,9 +500,9 @@ class Engine:
                 out.append(alert)
         return out
 
-    def _state(self, agg: SectionAggregate, section: Section, now: float) -> dict[str, Any]:
+    def _state(self, agg: SectionAggregate, section: Section, measures: Measures) -> dict[str, Any]:
         """The section state as the JSON document of :class:`SectionState`."""
-        bs = self.bucket_seconds
+        bs, now = self.bucket_seconds, measures.now
         level = max(
             (e.severity for e in agg.episodes.values()),
             key=lambda s: SEVERITY_ORDER[s],
@@ -514,9 +515,9 @@ class Engine:
             "name": section.name,
             "country": section.country,
             "level": level,
-            "counts_1h": _full(windows.window_sum(agg.buckets, now, WINDOW_1H, bs)),
-            "counts_24h": _full(windows.window_sum(agg.buckets, now, WINDOW_24H, bs)),
-            "counts_7d": _full(windows.window_sum(agg.buckets, now, WINDOW_7D, bs)),
+            "counts_1h": _full(measures.window(WINDOW_1H)),
+            "counts_24h": _full(measures.window(WINDOW_24H)),
+            "counts_7d": _full(measures.window(WINDOW_7D)),
             "hourly": [{"start": _iso_bucket(start), "counts": _full(c)} for start, c in hourly],
             "last_event_at": _iso(agg.last_event_at) if agg.last_event_at is not None else None,
             "firing_alerts": sorted(e.alert_id for e in agg.episodes.values()),
