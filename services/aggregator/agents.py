@@ -35,6 +35,8 @@ from services.aggregator.state import (
     Engine,
     Publication,
     SectionAggregate,
+    checkpoint_key,
+    checkpoint_partition,
     is_core_key,
     partition_key,
 )
@@ -122,6 +124,9 @@ class SectionTable(Table[bytes, bytes]):
     """
 
     def partition_for_key(self, key: Any) -> int | None:
+        partition = checkpoint_partition(key)
+        if partition is not None:
+            return partition
         return partition_for(partition_key(key), settings.field_partitions)
 
 
@@ -171,7 +176,7 @@ def _segments_of(key: bytes) -> list[tuple[bytes, bytes]]:
     if _segment_index is None:
         _segment_index = {}
         for k in list(sections_table.keys()):
-            if not is_core_key(k):
+            if b"|" in k:  # a dedupe segment (not a core, not a checkpoint)
                 _segment_index.setdefault(partition_key(k), []).append(k)
     data = sections_table.data
     return [(k, data[k]) for k in _segment_index.pop(key, []) if data.get(k) is not None]
@@ -342,6 +347,7 @@ async def handle(batch: Iterable[Any], now: float | None = None) -> None:
 
 async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
+    done: dict[int, int] = {}  # input partition -> highest offset applied in this batch
     received: dict[bytes, list[float]] = {}  # issue 12: SLO histograms
     outcome = BatchOutcome()
     wall = time.time()
@@ -355,6 +361,7 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
+        done[message.partition] = max(done.get(message.partition, -1), message.offset)
         # issue 12: a record the section already reflects (a replay) is not counted again
         fresh = message.offset > agg.offsets.get(message.partition, -1)
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
@@ -366,10 +373,16 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     outboxes = []
     for key, agg in touched.items():
         pub = engine.refresh(agg, now)
-        if _store(key, agg, pub) and pub:
+        if not _store(key, agg, pub):
+            # Not written: its partition's checkpoint must not pass its record.
+            if agg.partition is not None:
+                done.pop(agg.partition, None)
+            continue
+        if pub:
             outboxes.append((key, agg.outbox))
             if pub.state_doc is not None:  # issue 12: observed when this version is sent
                 publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
+    _checkpoint(done)
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -382,13 +395,34 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
 
 
 def _start_cursor(partition: int, now: float = float("-inf")) -> int:
-    """One past the highest offset of ``partition`` that its sections' aggregates reflect."""
-    last = -1
-    for key in list(sections_table.keys()):
-        if is_core_key(key) and partition_for(key, settings.field_partitions) == partition:
-            last = max(last, _load(key).offsets.get(partition, -1))
+    """One past ``partition``'s checkpoint: the highest input offset whose batch was
+    written whole. (Not the highest offset a section reflects: within a batch the
+    sections are written one after another, so a crash can leave one section's
+    later record written and another's earlier record not; the records between
+    the checkpoint and that are replayed, and each section's offsets and ids skip
+    what it has.) Tables written before checkpoints existed fall back to that."""
+    stored = sections_table.get(checkpoint_key(partition))
+    if stored is not None:
+        last = int(stored)
+    else:
+        last = -1
+        for key in list(sections_table.keys()):
+            if is_core_key(key) and partition_for(key, settings.field_partitions) == partition:
+                last = max(last, _load(key).offsets.get(partition, -1))
     _cursors.start(partition, last + 1, now)
     return last + 1
+
+
+def _checkpoint(done: dict[int, int]) -> None:
+    """After a batch's sections are written: each input partition's checkpoint, on
+    that partition's changelog partition, so it is durable only after them."""
+    for partition, offset in done.items():
+        key = checkpoint_key(partition)
+        stored = sections_table.get(key)
+        if stored is None or int(stored) < offset:
+            value = b"%d" % offset
+            sections_table[key] = value
+            CHANGELOG_BYTES.inc(len(key) + len(value))
 
 
 async def _in_sequence(message: Any, now: float) -> bool:

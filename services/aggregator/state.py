@@ -70,7 +70,22 @@ def partition_key(key: bytes) -> bytes:
 
 
 def is_core_key(key: bytes) -> bool:
-    return _SEP not in key
+    return _SEP not in key and not key.startswith(_CHECKPOINT)
+
+
+_CHECKPOINT = b"#"
+
+
+def checkpoint_key(partition: int) -> bytes:
+    """The key of an input partition's checkpoint: the highest input offset whose
+    batch was written whole (every section it touched, then this record, on that
+    partition's changelog partition). Counting resumes one past it."""
+    return b"#%d" % partition
+
+
+def checkpoint_partition(key: bytes) -> int | None:
+    """The input partition of a checkpoint key (None for any other key)."""
+    return int(key[1:]) if key.startswith(_CHECKPOINT) else None
 
 
 def parse_segment_key(key: bytes) -> tuple[bytes, int, int]:
@@ -558,7 +573,7 @@ def restore_all(
     cores = {k: v for k, v in latest.items() if is_core_key(k)}
     segments: dict[bytes, list[tuple[bytes, bytes]]] = {}
     for key, value in latest.items():
-        if not is_core_key(key):
+        if _SEP in key:
             segments.setdefault(partition_key(key), []).append((key, value))
     for sid in cores.keys() | segments.keys():
         yield SectionAggregate.restore(sid.decode(), cores.get(sid), segments.get(sid, []))
