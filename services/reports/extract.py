@@ -156,28 +156,37 @@ def _qualifier(pack: Pack, before: str) -> str:
 
 
 def _nearest_metric(pack: Pack, s: str, n: Number, lo: int, hi: int) -> str | None:
+    """The metric word nearest the number, inside its own stretch of the clause.
+
+    Word order differs: "57 attempts were prevented" (en) puts it after,
+    "aizturēja 4 personas" (lv) and "zatrzymano 5 osób" (pl) before. The
+    nearer one wins; on a tie the one after, which is usually what is counted.
+    """
     after = _first_metric(pack, s, n.end, min(hi, n.end + METRIC_REACH))
-    if after is not None:
-        return after
-    return _last_metric(pack, s, max(lo, n.start - METRIC_REACH), n.start)
+    before = _last_metric(pack, s, max(lo, n.start - METRIC_REACH), n.start)
+    if after is None:
+        return before[1] if before else None
+    if before is None or after[0] - n.end <= n.start - before[0]:
+        return after[1]
+    return before[1]
 
 
-def _first_metric(pack: Pack, s: str, lo: int, hi: int) -> str | None:
+def _first_metric(pack: Pack, s: str, lo: int, hi: int) -> tuple[int, str] | None:
     best: tuple[int, str] | None = None
     for name, pattern in pack.metrics:
         m = pattern.search(s, lo, hi)
         if m and (best is None or m.start() < best[0]):
             best = (m.start(), name)
-    return best[1] if best else None
+    return best
 
 
-def _last_metric(pack: Pack, s: str, lo: int, hi: int) -> str | None:
+def _last_metric(pack: Pack, s: str, lo: int, hi: int) -> tuple[int, str] | None:
     best: tuple[int, str] | None = None
     for name, pattern in pack.metrics:
         for m in pattern.finditer(s, lo, hi):
             if best is None or m.end() > best[0]:
                 best = (m.end(), name)
-    return best[1] if best else None
+    return best
 
 
 def clause_areas(pack: Pack, s: str, default: str) -> list[tuple[int, int, str]]:

@@ -60,6 +60,8 @@ def find_numbers(pack: Pack, text: str) -> list[Number]:
     """Every number in ``text`` (a sentence), in order, not overlapping."""
     found: list[Number] = []
     for m in _DIGITS.finditer(text):
+        if found and m.start() < found[-1].end:
+            continue  # the "995" of "1 tys. 995" is already read
         head, sep, frac = m.group(1), m.group(2), m.group(3)
         end = m.end()
         integer = True

@@ -207,7 +207,7 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
     for name, pats in _need(data, "signals", dict, where).items():
         if name not in SIGNALS:
             raise PackError(f"{where}.signals.{name}: unknown signal (one of {', '.join(SIGNALS)})")
-        signals.append((name, _compile(f"{where}.signals.{name}", rf"(?<!\p{{L}})(?:{_alt(list(pats))})")))
+        signals.append((name, _compile(f"{where}.signals.{name}", rf"(?<!\p{{L}})(?:{_alt(list(pats))})(?!\p{{L}})")))
     neg = list(_need(data, "negation", list, where))
     excl = list(data.get("negation_exclude") or [])
     neg_pattern = rf"(?<!\p{{L}})(?:{_alt(neg)})(?!\p{{L}})"

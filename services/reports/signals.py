@@ -49,4 +49,7 @@ def sentence_signals(pack: Pack, sent: Sentence, country: str) -> list[Signal]:
                 continue
             out.append(Signal(name, area, s, (sent.start + m.start(), sent.start + m.end())))
             break  # one per signal and sentence
+    if any(x.signal == "closure_considered" for x in out):
+        # "considering closing the crossing points": not (yet) a closure.
+        out = [x for x in out if x.signal != "closure_declared"]
     return out
