@@ -25,7 +25,9 @@ METRIC_REACH = 90  # characters between a number and its metric word, at most
 QUALIFIER_REACH = 40
 MAX_FILLERS = 3
 AREAS = ("LV", "LT", "PL", "EU-BY")
-_SPACE = regex.compile(r"[\s\-–]+")
+_SPACE = regex.compile(r"[\s\-\u2013]+")
+_ENDS_IN_WORD = regex.compile(r"\p{L}\s*$")
+_DOT_WORD = regex.compile(r"\.\s*(\p{L})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +111,17 @@ def _resolve_hit(pack: Pack, hit: _PeriodHit, published_at: datetime, area: str)
 def _is_trap(pack: Pack, s: str, n: Number, clause_start: int) -> bool:
     before = s[max(clause_start, n.start - 30) : n.start]
     after = s[n.end : n.end + 40]
-    if pack.before.search(before) or pack.months.search(before[-14:]) and regex.search(
-        r"\p{L}\s*$", before
+    if pack.before.search(before) or (
+        pack.months.search(before[-14:]) and _ENDS_IN_WORD.search(before)
     ):
         return True
     if pack.after_number.match(after) or pack.units_after.match(after):
         return True
-    if regex.match(r"\s*\.?\s*" + pack.months.pattern, after, pack.months.flags):
+    if pack.months_after.match(after):
         return True
     if not n.words:
         # "19. novembrī", "3. brigāde": a dot then a lower-case word is an ordinal.
-        ordinal = regex.match(r"\.\s*(\p{L})", after)
+        ordinal = _DOT_WORD.match(after)
         if ordinal and ordinal.group(1).islower():
             return True
         # "the 19 Guards", "route 12": a capitalised word that is not what is counted.
@@ -198,7 +200,9 @@ def clause_areas(pack: Pack, s: str, default: str) -> list[tuple[int, int, str]]
         for name, pattern in pack.countries:
             m = pattern.search(s, lo, hi)
             # The whole-border phrases name countries too: they win over a single one.
-            if m and (found is None or name == "EU-BY" or m.start() < found[0] and found[1] != "EU-BY"):
+            if m and (
+                found is None or name == "EU-BY" or (m.start() < found[0] and found[1] != "EU-BY")
+            ):
                 found = (m.start(), name)
         if found:
             area = found[1]

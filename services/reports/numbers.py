@@ -15,13 +15,17 @@ from services.reports.packs import Pack
 
 # Thousands groups of exactly three digits; a leading group of 1-3 digits that is
 # not itself the tail of a longer number, date or identifier.
+# ASCII digits only: mathematical or Arabic-Indic digits never appear in these
+# statements, and reading them would turn decoration into figures.
 _DIGITS = regex.compile(
     r"(?<![\d\p{L}/\\#№-])(?<![\d][.,:])"
-    r"(\d{1,3}(?:(?:,|\.|[ \u00a0\u202f\u2009])\d{3})+(?![\d])|\d+)"
-    r"(?:([.,])(\d+))?"
+    r"([0-9]{1,3}(?:(?:,|\.|[ \u00a0\u202f\u2009])[0-9]{3})+(?![\d])|[0-9]+)"
+    r"(?:([.,])([0-9]+))?"
     r"(?![\d/\\]|[.,:]\d)"
 )
 _GROUP_SEP = regex.compile(r"[,. \u00a0\u202f\u2009]")
+_TAIL = regex.compile(r"\s+([0-9]{1,3})(?![\d.,]\d)")
+_NEXT_WORD = regex.compile(r"\s+(\p{L}+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +84,14 @@ def find_numbers(pack: Pack, text: str) -> list[Number]:
                 end += sm.end()
                 integer = value == int(value)
                 # "1 tys. 995": the remainder after the scale word.
-                tail = regex.match(r"\s+(\d{1,3})(?![\d.,]\d)", text[end:])
+                tail = _TAIL.match(text, end)
                 if tail and not grouped and mult == 1000:
                     value += int(tail.group(1))
-                    end += tail.end()
+                    end = tail.end()
                 break
         else:
+            wm = _NEXT_WORD.match(rest)
             for pattern, mult in pack.multipliers:
-                wm = regex.match(r"\s+(\p{L}+)", rest)
                 if wm and pattern.fullmatch(wm.group(1)):
                     value *= mult
                     end += wm.end()

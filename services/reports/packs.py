@@ -7,7 +7,7 @@ form without touching the code; this module only validates and compiles it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -85,6 +85,7 @@ class Pack:
     none: tuple[tuple[str, regex.Pattern[str]], ...]
     periods: tuple[PeriodRule, ...]
     months: regex.Pattern[str]
+    months_after: regex.Pattern[str]  # anchored at start: "22 November", "19. novembrī"
     month_numbers: dict[str, int]  # lower-case stem -> 1..12
     after_number: regex.Pattern[str]  # anchored at start (right after the digits)
     units_after: regex.Pattern[str]  # anchored at start
@@ -141,7 +142,9 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
             unit_patterns.append(regex.escape(form))
     hundred = str(_need(num, "hundred", str, f"{where}.numbers"))
     mults = _need(num, "multipliers", dict, f"{where}.numbers")
-    multipliers = tuple((_words(f"{where}.numbers.multipliers", [p]), int(v)) for p, v in mults.items())
+    multipliers = tuple(
+        (_words(f"{where}.numbers.multipliers", [p]), int(v)) for p, v in mults.items()
+    )
     scale = _need(num, "scale_after_digits", dict, f"{where}.numbers")
     scale_after = tuple(
         (_compile(f"{where}.numbers.scale_after_digits", rf"\s*(?:{p})(?!\p{{L}})"), int(v))
@@ -171,22 +174,27 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
         anchor = item.get("anchor")
         if anchor not in ANCHORS:
             raise PackError(f"{where}.periods[{i}].anchor: unknown anchor {anchor!r}")
-        label = item.get("label") or {
-            "rolling_hours": "day",
-            "yesterday": "day",
-            "today": "day",
-            "weekend": "weekend",
-            "rolling_days": "week",
-            "rolling_days_n": "N days",
-            "month": "month",
-            "year": "year",
-            "cumulative": "cumulative",
-        }[anchor]
+        label = (
+            item.get("label")
+            or {
+                "rolling_hours": "day",
+                "yesterday": "day",
+                "today": "day",
+                "weekend": "weekend",
+                "rolling_days": "week",
+                "rolling_days_n": "N days",
+                "month": "month",
+                "year": "year",
+                "cumulative": "cumulative",
+            }[anchor]
+        )
         periods.append(
             PeriodRule(
                 anchor=anchor,
                 label=label,
-                pattern=_compile(f"{where}.periods[{i}]", rf"(?<!\p{{L}})(?:{item['pattern']})(?!\p{{L}})"),
+                pattern=_compile(
+                    f"{where}.periods[{i}]", rf"(?<!\p{{L}})(?:{item['pattern']})(?!\p{{L}})"
+                ),
                 hours=int(item.get("hours", 0)),
                 days=int(item.get("days", 0)),
             )
@@ -197,7 +205,10 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
         raise PackError(f"{where}.dates.month_names: expected 12 month stems")
     traps = _need(data, "traps", dict, where)
     countries = tuple(
-        (area, _compile(f"{where}.countries.{area}", rf"(?<!\p{{L}})(?:{_alt(list(p))})(?!\p{{L}})"))
+        (
+            area,
+            _compile(f"{where}.countries.{area}", rf"(?<!\p{{L}})(?:{_alt(list(p))})(?!\p{{L}})"),
+        )
         for area, p in _need(data, "countries", dict, where).items()
     )
     for area, _ in countries:
@@ -207,7 +218,14 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
     for name, pats in _need(data, "signals", dict, where).items():
         if name not in SIGNALS:
             raise PackError(f"{where}.signals.{name}: unknown signal (one of {', '.join(SIGNALS)})")
-        signals.append((name, _compile(f"{where}.signals.{name}", rf"(?<!\p{{L}})(?:{_alt(list(pats))})(?!\p{{L}})")))
+        signals.append(
+            (
+                name,
+                _compile(
+                    f"{where}.signals.{name}", rf"(?<!\p{{L}})(?:{_alt(list(pats))})(?!\p{{L}})"
+                ),
+            )
+        )
     neg = list(_need(data, "negation", list, where))
     excl = list(data.get("negation_exclude") or [])
     neg_pattern = rf"(?<!\p{{L}})(?:{_alt(neg)})(?!\p{{L}})"
@@ -226,12 +244,23 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
         scale_after_digits=scale_after,
         decimal_comma=bool(num.get("decimal_comma", True)),
         qualifiers=tuple(qualifiers),
-        counted=_compile(f"{where}.counted", rf"(?:{_alt(_need(data, 'counted', list, where))})(?!\p{{L}})"),
-        filler=_compile(f"{where}.filler", rf"(?:{_alt(_need(data, 'filler', list, where))})(?!\p{{L}})"),
+        counted=_compile(
+            f"{where}.counted", rf"(?:{_alt(_need(data, 'counted', list, where))})(?!\p{{L}})"
+        ),
+        filler=_compile(
+            f"{where}.filler", rf"(?:{_alt(_need(data, 'filler', list, where))})(?!\p{{L}})"
+        ),
         metrics=tuple(metrics),
         none=tuple(none),
         periods=tuple(periods),
-        months=_compile(f"{where}.dates.months", rf"(?<!\p{{L}})(?:{_need(dates, 'months', str, where)})(?!\p{{L}})"),
+        months=_compile(
+            f"{where}.dates.months",
+            rf"(?<!\p{{L}})(?:{_need(dates, 'months', str, where)})(?!\p{{L}})",
+        ),
+        months_after=_compile(
+            f"{where}.dates.months",
+            rf"\s*\.?\s*(?:{_need(dates, 'months', str, where)})(?!\p{{L}})",
+        ),
         month_numbers={str(m).lower(): i + 1 for i, m in enumerate(month_names)},
         after_number=_compile(
             f"{where}.dates.after_number",
@@ -242,10 +271,12 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
             rf"\s*(?:{_alt(_need(traps, 'units_after', list, where))})(?![\p{{L}}\d])",
         ),
         before=_compile(
-            f"{where}.traps.before", rf"(?<!\p{{L}})(?:{_alt(_need(traps, 'before', list, where))})\s*$"
+            f"{where}.traps.before",
+            rf"(?<!\p{{L}})(?:{_alt(_need(traps, 'before', list, where))})\s*$",
         ),
         clause_trap=_compile(
-            f"{where}.traps.clause", rf"(?<!\p{{L}})(?:{_alt(_need(traps, 'clause', list, where))})(?!\p{{L}})"
+            f"{where}.traps.clause",
+            rf"(?<!\p{{L}})(?:{_alt(_need(traps, 'clause', list, where))})(?!\p{{L}})",
         ),
         countries=countries,
         clause_split=_compile(f"{where}.clause_split", _need(data, "clause_split", str, where)),
@@ -254,7 +285,7 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_pack(language: str) -> Pack:
     """The compiled pack for ``language`` (one of :data:`LANGUAGES`)."""
     if language not in LANGUAGES:

@@ -17,11 +17,15 @@ from services.reports.packs import Pack
 
 MAX_SENTENCE = 1000  # longer "sentences" (tables, run-on markup) are not read
 
-_TAG = regex.compile(r"<(?:script|style)\b[^>]{0,2000}>.{0,100000}?</(?:script|style)\s*>|<[^<>]{0,2000}>", regex.S | regex.I)
+_TAG = regex.compile(
+    r"<(?:script|style)\b[^>]{0,2000}>.{0,100000}?</(?:script|style)\s*>|<[^<>]{0,2000}>",
+    regex.S | regex.I,
+)
 _ENTITY = regex.compile(r"&(?:[a-zA-Z]{2,10}|#\d{1,7}|#x[0-9a-fA-F]{1,6});")
 # Control and format characters (zero-width spaces, bidi marks) read as spaces.
 _ODD = regex.compile(r"[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}--[\n\t]]", regex.V1)
 _SPACES = regex.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
+_LAST_WORD = regex.compile(r"(\p{L}[\p{L}.]*)\.*$")
 _SENTENCE_END = regex.compile(r"(?:[.!?…]+[\"'”»)]*)(?=\s+|$)|\n\s*\n|\n(?=\s*[-•*\d\p{Lu}])")
 
 
@@ -52,7 +56,7 @@ def sentences(pack: Pack, text: str) -> Iterator[Sentence]:
     for m in _SENTENCE_END.finditer(text):
         cut = m.end()
         if m.group(0).startswith("."):
-            word = regex.search(r"(\p{L}[\p{L}.]*)\.*$", text[max(start, m.start() - 12) : m.start()])
+            word = _LAST_WORD.search(text, max(start, m.start() - 12), m.start())
             if word and word.group(1).lower() in pack.abbreviations:
                 continue
             # "57." followed by a lower-case word is an ordinal or a date ("19. novembrī").

@@ -51,9 +51,7 @@ def score(language: str) -> dict[str, Score]:
         result = analyse(
             case["text"], country=country, published_at=published, language=data["language"]
         )
-        got = {
-            (f.area, f.metric, f.value, f.qualifier, f.period.label) for f in result.figures
-        }
+        got = {(f.area, f.metric, f.value, f.qualifier, f.period.label) for f in result.figures}
         want = {_expected(x) for x in case["figures"]}
         s = out.setdefault(case["set"], Score())
         s.tp += len(got & want)
@@ -81,6 +79,8 @@ if __name__ == "__main__":
 
     for lang in sys.argv[1:] or ["en", "pl", "lv", "lt"]:
         for name, s in score(lang).items():
-            print(f"{lang} {name:8} P={s.precision:.3f} R={s.recall:.3f} tp={s.tp} fp={s.fp} fn={s.fn}")
+            print(
+                f"{lang} {name:8} P={s.precision:.3f} R={s.recall:.3f} tp={s.tp} fp={s.fp} fn={s.fn}"
+            )
             for m in s.misses:
                 print("   ", m)
