@@ -18,6 +18,7 @@ from schemas.models import (
     DeadLetter,
     FieldEvent,
     FieldEventBatch,
+    ReportAnalysis,
     ReportEvent,
     SectionState,
 )
@@ -31,6 +32,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "alert": Alert,
     "alert-ack": AlertAck,
     "report-event": ReportEvent,
+    "report-analysis": ReportAnalysis,
     "dead-letter": DeadLetter,
 }
 

@@ -391,6 +391,166 @@ class ReportEvent(_Strict):
         return value
 
 
+# --- Report analysis (``bw.report-analysis``) -------------------------------------
+
+
+class FigureMetric(StrEnum):
+    """What a figure counts: one of the six event kinds, or personnel deployed."""
+
+    detection = "detection"
+    crossing_attempt = "crossing_attempt"
+    apprehension = "apprehension"
+    incident = "incident"
+    military_activity = "military_activity"
+    humanitarian = "humanitarian"
+    personnel_deployed = "personnel_deployed"
+
+
+class FigureQualifier(StrEnum):
+    """How the report qualifies the number; ``none`` is "no attempts recorded" (value 0)."""
+
+    exact = "exact"
+    more_than = "more_than"
+    about = "about"
+    at_most = "at_most"
+    none = "none"
+
+
+class FigureSource(StrEnum):
+    """``feed``: supplied in the report event's ``figures`` (wins); ``text``: read from the text."""
+
+    feed = "feed"
+    text = "text"
+
+
+class ReportSignalName(StrEnum):
+    """A signal tag read from a report's text."""
+
+    military_activity = "military_activity"
+    incident = "incident"
+    disinformation = "disinformation"
+    intelligence_activity = "intelligence_activity"
+    humanitarian_concern = "humanitarian_concern"
+    hybrid_threat = "hybrid_threat"
+    state_of_emergency = "state_of_emergency"
+    closure_considered = "closure_considered"
+    closure_declared = "closure_declared"
+    reinforcement = "reinforcement"
+
+
+Area = Annotated[
+    str,
+    StringConstraints(pattern=r"^(?:[A-Z]{2}|EU-BY)$"),
+    Field(description="`LV`, `LT`, `PL`, or `EU-BY` for the whole EU-Belarus border."),
+]
+Span = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(
+        min_length=2,
+        max_length=2,
+        description="Character offsets [start, end) into the report's text (NFC).",
+    ),
+]
+
+
+class FigurePeriod(_Strict):
+    """The period a figure covers, resolved against ``published_at`` in the country's time
+    zone; it never ends after publication. ``start``/``end`` are null when unknown."""
+
+    label: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^(?:day|weekend|week|month|year|cumulative|unknown|[0-9]{1,3} days)$"
+        ),
+        Field(
+            description="`day`, `weekend`, `week`, `month`, `year`, `N days`, `cumulative`, `unknown`."
+        ),
+    ]
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+
+
+class AnalysedFigure(_Strict):
+    """One figure of a report: who (area), what (metric), how many, over which period, and
+    the sentence it came from."""
+
+    area: Area
+    metric: FigureMetric
+    value: int = Field(ge=0, le=1_000_000)
+    qualifier: FigureQualifier
+    period: FigurePeriod
+    evidence: Annotated[str, StringConstraints(max_length=1000)] = Field(
+        description="The sentence the figure was read from; empty for a feed figure."
+    )
+    span: Span | None = Field(None, description="Where the number stands in the text.")
+    source: FigureSource
+
+
+class AnalysedSignal(_Strict):
+    """One signal tag of a report, with its area and evidence sentence."""
+
+    signal: ReportSignalName
+    area: Area
+    evidence: Annotated[str, StringConstraints(max_length=1000)]
+    span: Span | None = None
+
+
+class ReportAnalysis(_Strict):
+    """The analysis of one report, on ``bw.report-analysis`` (key = ``country``): its
+    figures and signals, the language it was read in, and the extractor version."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "report_id": "vpd-lv-2026-11-22-01",
+                    "country": "LV",
+                    "published_at": "2026-11-22T09:00:00+02:00",
+                    "source_type": "official",
+                    "language": "lv",
+                    "extractor": "bw-reports/1.0.0",
+                    "analysed_at": "2026-11-22T09:00:01+00:00",
+                    "figures": [
+                        {
+                            "area": "LV",
+                            "metric": "crossing_attempt",
+                            "value": 57,
+                            "qualifier": "exact",
+                            "period": {
+                                "label": "day",
+                                "start": "2026-11-21T09:00:00+02:00",
+                                "end": "2026-11-22T09:00:00+02:00",
+                            },
+                            "evidence": "Pēdējās diennakts laikā atturētas 57 personas.",
+                            "span": [34, 36],
+                            "source": "text",
+                        }
+                    ],
+                    "signals": [],
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = 1
+    report_id: str = Field(min_length=1, max_length=128)
+    country: CountryCode
+    published_at: AwareDatetime
+    source_type: ReportSourceType
+    language: str | None = Field(
+        description="The language the text was read in (en, pl, lv, lt); null when none applies."
+    )
+    extractor: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="Version of the extractor and its rule packs."
+    )
+    analysed_at: AwareDatetime
+    figures: list[AnalysedFigure] = Field(default_factory=list, max_length=64)
+    signals: list[AnalysedSignal] = Field(default_factory=list, max_length=64)
+
+
 # --- Dead letters (``bw.dead-letter``) --------------------------------------------
 
 

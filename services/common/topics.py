@@ -18,6 +18,7 @@ DEAD_LETTER = "dead-letter"
 SECTION_STATE = "section-state"
 ALERTS = "alerts"
 ALERT_ACKS = "alert-acks"
+REPORT_ANALYSIS = "report-analysis"
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
 _MONTH_MS = str(30 * 24 * 3600 * 1000)
@@ -34,6 +35,8 @@ def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
         TopicSpec(SECTION_STATE, field_partitions, {"cleanup.policy": "compact"}),
         TopicSpec(ALERTS, 3, {"retention.ms": _MONTH_MS}),
         TopicSpec(ALERT_ACKS, 1, {"retention.ms": _MONTH_MS}),
+        # Keyed by country like the reports; not compacted (one report must not hide another).
+        TopicSpec(REPORT_ANALYSIS, 3, {"retention.ms": _MONTH_MS}),
     ]
 
 
@@ -48,3 +51,4 @@ class Topics:
         self.section_state = prefix + SECTION_STATE
         self.alerts = prefix + ALERTS
         self.alert_acks = prefix + ALERT_ACKS
+        self.report_analysis = prefix + REPORT_ANALYSIS

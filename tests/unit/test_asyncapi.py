@@ -50,6 +50,7 @@ TOPIC_CONTRACTS = {
     "section-state": ("section-state", "section_id"),
     "alerts": ("alert", "alert_id"),
     "alert-acks": ("alert-ack", "alert_id"),
+    "report-analysis": ("report-analysis", "country"),
 }
 
 
@@ -240,7 +241,8 @@ def test_every_service_is_said_to_produce_or_consume(doc: dict[str, Any]) -> Non
     assert by_topic["section-state"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["alerts"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["alert-acks"] >= {("api", "send"), ("api", "receive")}
-    assert by_topic["report-events"] >= {("ingest", "send")}
+    assert by_topic["report-events"] >= {("ingest", "send"), ("aggregator", "receive")}
+    assert by_topic["report-analysis"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["dead-letter"] >= {("ingest", "send")}
     for feed in ("ws-feed", "ws-alerts", "sse-alerts"):
         assert by_topic[feed] == {("api", "send")}
