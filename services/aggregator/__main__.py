@@ -13,7 +13,10 @@ from services.common.errors import ConfigError
 
 def main() -> None:
     try:
-        from services.aggregator import agents
+        from services.aggregator import (
+            agents,
+            reports_agent,  # noqa: F401  (registers its agent)
+        )
     except ConfigError as exc:
         print(f"borderwatch aggregator: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

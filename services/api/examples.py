@@ -81,5 +81,44 @@ COUNTRY: dict[str, Any] = {
 }
 
 
+REPORT: dict[str, Any] = {
+    "schema_version": 1,
+    "report_id": "vpd-lv-2026-11-22-01",
+    "source": {
+        "name": "State Border Guard of Latvia",
+        "type": "official",
+        "url": "https://www.rs.gov.lv/",
+    },
+    "country": "LV",
+    "published_at": "2026-11-22T09:00:00+02:00",
+    "title": "Attempts to cross the border in the last 24 hours",
+    "text": "In the last 24 hours 57 attempts to cross the border were prevented.",
+    "language": "en",
+    "figures": [],
+    "analysis": {
+        "figures": [
+            {
+                "area": "LV",
+                "metric": "crossing_attempt",
+                "value": 57,
+                "qualifier": "exact",
+                "period": {
+                    "label": "day",
+                    "start": "2026-11-21T09:00:00+02:00",
+                    "end": "2026-11-22T09:00:00+02:00",
+                },
+                "evidence": "In the last 24 hours 57 attempts to cross the border were prevented.",
+                "span": [20, 22],
+                "source": "text",
+            }
+        ],
+        "signals": [],
+        "language": "en",
+        "extractor": "bw-reports/1.0.0",
+        "analysed_at": "2026-11-22T09:00:01+00:00",
+    },
+}
+
+
 def example(value: Any, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"application/json": {"example": value}}}}

@@ -17,6 +17,7 @@ from fastapi import (
     Depends,
     Header,
     HTTPException,
+    Path,
     Query,
     Request,
     WebSocket,
@@ -243,6 +244,26 @@ async def recent_reports(
     return _view(request).recent_reports(country, limit)
 
 
+@router.get(
+    "/api/v1/reports/{report_id}",
+    tags=["state"],
+    summary="One recent report with its analysis (figures and signals)",
+    responses={
+        **example(examples.REPORT),
+        404: {"description": "No such report among the recent ones"},
+    },
+)
+async def get_report(
+    request: Request,
+    _: ReadScope,
+    report_id: Annotated[str, Path(min_length=1, max_length=128)],
+) -> dict[str, Any]:
+    report = _view(request).report(report_id)
+    if report is None:
+        raise HTTPException(404, detail=f"report_id {report_id!r}: not among the recent reports")
+    return report
+
+
 # --- feeds ---------------------------------------------------------------------------
 
 
@@ -311,7 +332,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
     return dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
 
 
-FEED_TYPES = frozenset({"section_state", "alert", "ack"})
+FEED_TYPES = frozenset({"section_state", "alert", "ack", "analysis"})
 ALERT_TYPES = frozenset({"alert", "ack"})
 
 

@@ -29,7 +29,7 @@ from referencing.jsonschema import DRAFT202012
 from schemas.models import SEVERITY_ORDER
 from services.aggregator.rules import ThresholdRule, evaluate
 from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
-from services.api import feeds, routes
+from services.api import examples, feeds, routes
 from services.api.feeds import Filter, Hub
 from services.api.view import View
 from services.common.catalogue import Catalogue
@@ -295,7 +295,15 @@ def test_the_type_enum_is_every_type_the_api_emits(doc: dict[str, Any]) -> None:
     emitted = set(feeds.TOPIC_CODES) | _snapshot_types()
     emitted.add(orjson.loads(routes._heartbeat(Hub()))["type"])
 
-    assert emitted == {"snapshot", "resync", "section_state", "alert", "ack", "heartbeat"}
+    assert emitted == {
+        "snapshot",
+        "resync",
+        "section_state",
+        "alert",
+        "ack",
+        "analysis",
+        "heartbeat",
+    }
     assert set(doc["components"]["schemas"]["FeedMessageType"]["enum"]) == emitted
 
 
@@ -393,6 +401,15 @@ def _feed_frames() -> list[tuple[str, str]]:
         "acked_at": iso(NOW + 60),
         "token_id": "bw_1a2b3c4d",
     }
+    report = examples.REPORT
+    analysis = {
+        "schema_version": 1,
+        "report_id": report["report_id"],
+        "country": report["country"],
+        "published_at": report["published_at"],
+        "source_type": report["source"]["type"],
+        **report["analysis"],
+    }
     view = View(Catalogue([kra, section("LT-ADU")]))
     channels = {"ws-feed": routes.FEED_TYPES, "ws-alerts": routes.ALERT_TYPES}
 
@@ -405,6 +422,7 @@ def _feed_frames() -> list[tuple[str, str]]:
             ("section_state", state, view.apply_state),
             ("alert", alert, view.apply_alert),
             ("ack", ack, view.apply_ack),
+            ("analysis", analysis, view.apply_analysis),
         ):
             assert apply(value)
             hub.publish(kind, value, 0, 0, country="LV", severity=None)
