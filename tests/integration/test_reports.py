@@ -4,6 +4,7 @@ report agent -> bw.report-analysis -> the API's view."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,7 +57,7 @@ def test_a_posted_report_appears_analysed_on_the_topic_and_in_the_api(
             # Sent as "en" by mistake: the analyser reads it as Latvian.
             "language": "en",
             "text": (
-                "Pēdējās diennakts laikā nelikumīgi šķērsot Latvijas–Baltkrievijas robežu "
+                "Pēdējās diennakts laikā nelikumīgi šķērsot Latvijas–Baltkrievijas robežu "  # noqa: RUF001
                 "atturētas 57 personas. Robežsargiem nebija jāpielieto ieroči. "
                 "Migranti meta akmeņus robežsargu patruļai. Latvijā ir 1,9 miljoni iedzīvotāju."
             ),
@@ -72,8 +73,20 @@ def test_a_posted_report_appears_analysed_on_the_topic_and_in_the_api(
             "figures": [{"kind": "crossing_attempt", "count": 90, "section_id": "PL-KUZ"}],
         },
     ]
-    resp = ingest.post("/v1/reports", json=reports)
-    assert resp.status_code == 202, resp.text
+    with api.websocket_connect("/ws/feed?country=LV") as ws:
+        first = orjson.loads(ws.receive_text())["messages"][0]
+        assert first["type"] == "snapshot"
+        resp = ingest.post("/v1/reports", json=reports)
+        assert resp.status_code == 202, resp.text
+        feed: list[dict[str, Any]] = []
+        # A heartbeat comes at least every 15 s, so each receive returns.
+        deadline = time.monotonic() + 60
+        while not any(m["type"] == "analysis" for m in feed) and time.monotonic() < deadline:
+            feed += orjson.loads(ws.receive_text())["messages"]
+    analysis_messages = [m for m in feed if m["type"] == "analysis"]
+    # The client filtered on LV: the Polish report's analysis is not sent to it.
+    assert [m["payload"]["report_id"] for m in analysis_messages] == ["vrs-lv-daily-1"]
+    assert analysis_messages[0]["cursor"]
 
     on_topic = {a["report_id"]: a for a in read_analyses(deployment, want=2)}
     assert set(on_topic) == {"vrs-lv-daily-1", "sg-pl-daily-1"}
