@@ -48,5 +48,6 @@ bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
+	$(BIN)/python -m bench.reports
 
 .PHONY: help install system-deps run test unit lint typecheck schemas bench
