@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -23,7 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from services.aggregator.app import app, topics
 from services.common.topics import REPORT_ANALYSIS, REPORT_EVENTS, topic_specs
-from services.reports import analyse
+from services.reports.analysis import analysis_message
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +49,6 @@ report_events = app.topic(topics.report_events, schema=_raw, partitions=_PARTITI
 report_analysis_topic = app.topic(
     topics.report_analysis, schema=_raw, partitions=_PARTITIONS[REPORT_ANALYSIS]
 )
-
-
-def analysis_message(report: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """The ``ReportAnalysis`` of one decoded ``ReportEvent``.
-
-    Raises KeyError/ValueError/TypeError for a record that is not a report event.
-    """
-    published = datetime.fromisoformat(report["published_at"])
-    result = analyse(
-        report["text"],
-        country=report["country"],
-        published_at=published,
-        language=report.get("language"),
-        feed_figures=report.get("figures") or [],
-    )
-    return {
-        "schema_version": 1,
-        "report_id": report["report_id"],
-        "country": report["country"],
-        "published_at": report["published_at"],
-        "source_type": report["source"]["type"],
-        "analysed_at": (now or datetime.now(UTC)).isoformat(),
-        **result.to_dict(),
-    }
 
 
 def _timed(report: dict[str, Any]) -> dict[str, Any]:

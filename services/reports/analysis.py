@@ -9,7 +9,7 @@ is linear in the sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.reports.extract import AREAS, Figure, sentence_figures
@@ -124,3 +124,26 @@ def _dedupe(signals: list[Signal]) -> list[Signal]:
             seen.add((s.signal, s.area))
             out.append(s)
     return out
+
+
+def analysis_message(report: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The ``ReportAnalysis`` message of one decoded ``ReportEvent`` dict.
+
+    Raises KeyError/ValueError/TypeError for a record that is not a report event.
+    """
+    result = analyse(
+        report["text"],
+        country=report["country"],
+        published_at=datetime.fromisoformat(report["published_at"]),
+        language=report.get("language"),
+        feed_figures=report.get("figures") or [],
+    )
+    return {
+        "schema_version": 1,
+        "report_id": report["report_id"],
+        "country": report["country"],
+        "published_at": report["published_at"],
+        "source_type": report["source"]["type"],
+        "analysed_at": (now or datetime.now(UTC)).isoformat(),
+        **result.to_dict(),
+    }
