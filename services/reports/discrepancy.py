@@ -38,7 +38,14 @@ class DiscrepancyRule(BaseModel):
     type: Literal["report_discrepancy"]
     description: str = ""
     countries: list[str] = Field(default_factory=lambda: ["LV", "LT", "PL"])
-    metrics: list[str] = Field(default_factory=lambda: ["crossing_attempt"], min_length=1)
+    metric: Literal[
+        "detection",
+        "crossing_attempt",
+        "apprehension",
+        "incident",
+        "military_activity",
+        "humanitarian",
+    ] = "crossing_attempt"
     source_types: list[str] = Field(default_factory=lambda: ["official"], min_length=1)
     ratio: float = Field(0.5, gt=0, lt=1, description="Relative difference that disagrees.")
     minimum: int = Field(10, ge=1, description="Absolute difference that disagrees.")
@@ -88,8 +95,8 @@ def field_total(
                 return None
             for point in hourly:
                 bucket = datetime.fromisoformat(point["start"])
-                # A bucket counts when most of it lies inside the period.
-                if start - HOUR / 2 <= bucket and bucket + HOUR / 2 <= end:
+                # The current hour is partial: a bucket counts from when it starts.
+                if start - HOUR / 2 <= bucket < end:
                     total += int(point["counts"].get(metric, 0))
             covered = True
         elif abs(span - timedelta(days=7)) <= WEEK_TOLERANCE:
@@ -130,7 +137,7 @@ def evaluate(
     for fig in analysis.get("figures", []):
         area, metric = fig["area"], fig["metric"]
         period = fig["period"]
-        if area not in rule.countries or metric not in rule.metrics:
+        if area not in rule.countries or metric != rule.metric:
             continue
         if not period.get("start") or not period.get("end"):
             continue
@@ -169,7 +176,7 @@ class _Open:
 
 @dataclass
 class Tracker:
-    """Alert episodes of discrepancy rules per (rule, country, metric).
+    """Alert episodes of discrepancy rules per (rule, country, metric); a rule has one metric.
 
     The newest comparison decides: a disagreement opens (or updates) an
     episode, an agreement resolves it. Transitions are plain dicts shaped like
@@ -180,6 +187,37 @@ class Tracker:
     severity: dict[str, str]
     open: dict[tuple[str, str, str], _Open] = field(default_factory=dict)
     episodes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def restore(self, alert: Mapping[str, Any], metric: str) -> None:
+        """Take up an episode from a transition already on ``bw.alerts`` (after a restart)."""
+        country = str(alert["country"])
+        key = (str(alert["rule"]), country, metric)
+        episode = int(str(alert["alert_id"]).rsplit(".", 1)[1])
+        if episode < self.episodes.get(key, 0):
+            return
+        self.episodes[key] = episode
+        current = self.open.get(key)
+        if current is not None and current.episode == episode and current.seq >= alert["seq"]:
+            return
+        if alert["status"] == "resolved":
+            self.open.pop(key, None)
+            return
+        last = Comparison(
+            rule=key[0],
+            country=country,
+            metric=metric,
+            report_id="",
+            official=int(alert["threshold"]),
+            qualifier="exact",
+            field=int(alert["value"]),
+            period_label=str(alert["window"]),
+            start=datetime.fromisoformat(str(alert["started_at"])),
+            end=datetime.fromisoformat(str(alert["updated_at"])),
+            disagrees=True,
+        )
+        self.open[key] = _Open(
+            episode, int(alert["seq"]), datetime.fromisoformat(str(alert["started_at"])), last
+        )
 
     def apply(self, c: Comparison, now: datetime) -> dict[str, Any] | None:
         key = (c.rule, c.country, c.metric)

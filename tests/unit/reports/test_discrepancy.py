@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from schemas.models import KINDS, Alert
 from services.reports.analysis import analysis_message
-from services.reports.discrepancy import DiscrepancyRule, Tracker, disagrees, evaluate, field_total
+from services.reports.discrepancy import (
+    DiscrepancyRule,
+    Tracker,
+    disagrees,
+    evaluate,
+    field_total,
+)
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = DiscrepancyRule(id="official-vs-field", type="report_discrepancy", ratio=0.5, minimum=10)
@@ -138,3 +144,20 @@ def test_an_episode_fires_updates_and_resolves_as_alert_transitions() -> None:
     )
     again = tracker.apply(bad, NOW + timedelta(hours=1))
     assert again is not None and again["alert_id"] == "official-vs-field.LV-ALL.2"
+
+
+def test_a_restarted_tracker_takes_up_the_open_episode() -> None:
+    first = Tracker(severity={})
+    r = report(LV_57, "lv")
+    (bad,) = evaluate(RULE, r, [state("LV-KRA", 0)], NOW)
+    fired = first.apply(bad, NOW)
+    assert fired is not None
+    second = Tracker(severity={})
+    second.restore(fired, "crossing_attempt")
+    assert second.apply(bad, NOW) is None  # the same disagreement: no new transition
+    (good,) = evaluate(RULE, r, [state("LV-KRA", 2)], NOW)
+    resolved = second.apply(good, NOW)
+    assert resolved is not None and (resolved["alert_id"], resolved["seq"]) == (
+        fired["alert_id"],
+        2,
+    )
