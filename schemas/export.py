@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.models import (
     Alert,
     AlertAck,
+    CountryAssessment,
     DeadLetter,
     FieldEvent,
     FieldEventBatch,
@@ -33,6 +34,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "alert-ack": AlertAck,
     "report-event": ReportEvent,
     "report-analysis": ReportAnalysis,
+    "assessment": CountryAssessment,
     "dead-letter": DeadLetter,
 }
 

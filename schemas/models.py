@@ -551,6 +551,67 @@ class ReportAnalysis(_Strict):
     signals: list[AnalysedSignal] = Field(default_factory=list, max_length=64)
 
 
+# --- Closure-criteria assessment (``bw.assessment``) -------------------------------
+
+
+class FactorLevel(StrEnum):
+    none = "none"
+    low = "low"
+    elevated = "elevated"
+    high = "high"
+    critical = "critical"
+
+
+class AssessmentFactorName(StrEnum):
+    """The criteria governments weigh before restricting or closing a border."""
+
+    military_risk = "military_risk"
+    intelligence_activity = "intelligence_activity"
+    disinformation = "disinformation"
+    border_incidents = "border_incidents"
+    migration_pressure = "migration_pressure"
+    humanitarian_situation = "humanitarian_situation"
+
+
+class AssessmentStage(StrEnum):
+    """The range of measures the criteria met correspond to (decision support only)."""
+
+    monitoring = "monitoring"
+    restrictions = "restrictions"
+    crossing_point_closure = "crossing_point_closure"
+    full_closure_criteria_met = "full_closure_criteria_met"
+
+
+class FactorEvidence(_Strict):
+    reports: list[str] = Field(default_factory=list, max_length=20, description="Report ids.")
+    alerts: list[str] = Field(default_factory=list, max_length=20, description="Alert ids.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Field counts used.")
+
+
+class AssessmentFactor(_Strict):
+    factor: AssessmentFactorName
+    level: FactorLevel
+    score: float = Field(ge=0)
+    evidence: FactorEvidence
+
+
+class CountryAssessment(_Strict):
+    """The closure-criteria assessment of one country, on ``bw.assessment`` (key =
+    ``country``, compacted): a level per factor with its evidence, and the stage. It
+    says which criteria are met; it never says what to decide."""
+
+    schema_version: Literal[1] = 1
+    country: CountryCode
+    stage: AssessmentStage
+    summary: Annotated[str, StringConstraints(max_length=1000)]
+    factors: list[AssessmentFactor] = Field(min_length=6, max_length=6)
+    measures_reported: list[str] = Field(
+        default_factory=list,
+        description="Measures the reports mention (state of emergency, closures).",
+    )
+    assessed_at: AwareDatetime
+
+
 # --- Dead letters (``bw.dead-letter``) --------------------------------------------
 
 

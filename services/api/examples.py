@@ -120,5 +120,43 @@ REPORT: dict[str, Any] = {
 }
 
 
+ASSESSMENT: dict[str, Any] = {
+    "schema_version": 1,
+    "country": "LV",
+    "stage": "restrictions",
+    "summary": "Criteria met correspond to restrictions on people, transport or goods.",
+    "factors": [
+        {
+            "factor": factor,
+            "level": level,
+            "score": score,
+            "evidence": {"reports": reports, "alerts": [], "counts": counts},
+        }
+        for factor, level, score, reports, counts in (
+            (
+                "military_risk",
+                "elevated",
+                2.0,
+                ["vpd-lv-2026-11-22-01"],
+                {"military_activity_24h": 0},
+            ),
+            ("intelligence_activity", "none", 0.0, [], {}),
+            ("disinformation", "low", 1.0, ["lsm-2026-11-22-04"], {}),
+            ("border_incidents", "none", 0.0, [], {"incident_24h": 0}),
+            (
+                "migration_pressure",
+                "low",
+                1.2,
+                [],
+                {"crossing_attempt_24h": 57, "crossing_attempt_7d": 330},
+            ),
+            ("humanitarian_situation", "none", 0.0, [], {"humanitarian_24h": 0}),
+        )
+    ],
+    "measures_reported": ["state_of_emergency"],
+    "assessed_at": "2026-11-22T09:00:05+00:00",
+}
+
+
 def example(value: Any, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"application/json": {"example": value}}}}

@@ -264,6 +264,36 @@ async def get_report(
     return report
 
 
+@router.get(
+    "/api/v1/assessment",
+    tags=["state"],
+    summary="The closure-criteria assessment of every country (decision support)",
+    responses=example([examples.ASSESSMENT]),
+)
+async def assessments(request: Request, _: ReadScope) -> list[dict[str, Any]]:
+    return _view(request).assessment_list()
+
+
+@router.get(
+    "/api/v1/assessment/{country}",
+    tags=["state"],
+    summary="One country's closure-criteria assessment: factor levels with evidence, and stage",
+    responses={
+        **example(examples.ASSESSMENT),
+        404: {"description": "No assessment of this country yet"},
+    },
+)
+async def country_assessment(
+    request: Request,
+    _: ReadScope,
+    country: Annotated[str, Path(pattern=r"^[A-Z]{2}$")],
+) -> dict[str, Any]:
+    found = _view(request).assessments.get(country)
+    if found is None:
+        raise HTTPException(404, detail=f"country {country!r}: no assessment yet")
+    return found
+
+
 # --- feeds ---------------------------------------------------------------------------
 
 
@@ -332,7 +362,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
     return dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
 
 
-FEED_TYPES = frozenset({"section_state", "alert", "ack", "analysis"})
+FEED_TYPES = frozenset({"section_state", "alert", "ack", "analysis", "assessment"})
 ALERT_TYPES = frozenset({"alert", "ack"})
 
 

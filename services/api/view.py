@@ -41,6 +41,8 @@ class View:
         # analysis may arrive before its report (another topic), so both are kept.
         self.analyses: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.max_analyses = recent_reports * 2
+        # The latest closure-criteria assessment per country (bw.assessment).
+        self.assessments: dict[str, dict[str, Any]] = {}
         # Kinds whose counts moved in the last applied state of each section.
         self.changed_kinds: dict[str, frozenset[str]] = {}
 
@@ -84,6 +86,17 @@ class View:
         while len(self.analyses) > self.max_analyses:
             self.analyses.popitem(last=False)
         return True
+
+    def apply_assessment(self, assessment: dict[str, Any]) -> bool:
+        """Keep a country's newest assessment; True: a feed message."""
+        current = self.assessments.get(assessment["country"])
+        if current is not None and current["assessed_at"] > assessment["assessed_at"]:
+            return False
+        self.assessments[assessment["country"]] = assessment
+        return True
+
+    def assessment_list(self) -> list[dict[str, Any]]:
+        return [self.assessments[c] for c in sorted(self.assessments)]
 
     def _with_analysis(self, report: dict[str, Any]) -> dict[str, Any]:
         analysis = self.analyses.get(report["report_id"])

@@ -19,6 +19,7 @@ SECTION_STATE = "section-state"
 ALERTS = "alerts"
 ALERT_ACKS = "alert-acks"
 REPORT_ANALYSIS = "report-analysis"
+ASSESSMENT = "assessment"
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
 _MONTH_MS = str(30 * 24 * 3600 * 1000)
@@ -37,6 +38,8 @@ def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
         TopicSpec(ALERT_ACKS, 1, {"retention.ms": _MONTH_MS}),
         # Keyed by country like the reports; not compacted (one report must not hide another).
         TopicSpec(REPORT_ANALYSIS, 3, {"retention.ms": _MONTH_MS}),
+        # The latest assessment per country.
+        TopicSpec(ASSESSMENT, 1, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -52,3 +55,4 @@ class Topics:
         self.alerts = prefix + ALERTS
         self.alert_acks = prefix + ALERT_ACKS
         self.report_analysis = prefix + REPORT_ANALYSIS
+        self.assessment = prefix + ASSESSMENT

@@ -31,6 +31,7 @@ STAGE_TEXT = {
     "crossing_point_closure": "Criteria met correspond to the closure of crossing points.",
     "full_closure_criteria_met": "The criteria named for a full closure are met.",
 }
+MAX_EVIDENCE = 20
 FACTORS = (
     "military_risk",
     "intelligence_activity",
@@ -226,7 +227,15 @@ def assess(
                 for a in ids
             )
         factors.append(
-            Factor(factor, level, value, tuple(dict.fromkeys(reports[factor])), alert_ids, counts)
+            Factor(
+                factor,
+                level,
+                value,
+                # The newest few: the evidence stays small whatever the volume.
+                tuple(dict.fromkeys(reports[factor]))[-MAX_EVIDENCE:],
+                alert_ids[:MAX_EVIDENCE],
+                counts,
+            )
         )
     stage = stage_for({f.factor: f.level for f in factors})
     return Assessment(country, stage, tuple(factors), tuple(sorted(measures)), now)

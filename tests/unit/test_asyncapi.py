@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag
@@ -35,6 +36,7 @@ from services.api.view import View
 from services.common.catalogue import Catalogue
 from services.common.settings import CommonSettings
 from services.common.topics import topic_specs
+from services.reports.assessment import assess
 from tests.unit.factories import NOW, field_event, iso, section
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +53,7 @@ TOPIC_CONTRACTS = {
     "alerts": ("alert", "alert_id"),
     "alert-acks": ("alert-ack", "alert_id"),
     "report-analysis": ("report-analysis", "country"),
+    "assessment": ("assessment", "country"),
 }
 
 
@@ -243,6 +246,7 @@ def test_every_service_is_said_to_produce_or_consume(doc: dict[str, Any]) -> Non
     assert by_topic["alert-acks"] >= {("api", "send"), ("api", "receive")}
     assert by_topic["report-events"] >= {("ingest", "send"), ("aggregator", "receive")}
     assert by_topic["report-analysis"] >= {("aggregator", "send"), ("api", "receive")}
+    assert by_topic["assessment"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["dead-letter"] >= {("ingest", "send")}
     for feed in ("ws-feed", "ws-alerts", "sse-alerts"):
         assert by_topic[feed] == {("api", "send")}
@@ -302,6 +306,7 @@ def test_the_type_enum_is_every_type_the_api_emits(doc: dict[str, Any]) -> None:
         "alert",
         "ack",
         "analysis",
+        "assessment",
         "heartbeat",
     }
     assert set(doc["components"]["schemas"]["FeedMessageType"]["enum"]) == emitted
@@ -410,6 +415,7 @@ def _feed_frames() -> list[tuple[str, str]]:
         "source_type": report["source"]["type"],
         **report["analysis"],
     }
+    assessment = assess("LV", [analysis], [state], [], datetime.fromtimestamp(NOW, UTC)).to_dict()
     view = View(Catalogue([kra, section("LT-ADU")]))
     channels = {"ws-feed": routes.FEED_TYPES, "ws-alerts": routes.ALERT_TYPES}
 
@@ -423,6 +429,7 @@ def _feed_frames() -> list[tuple[str, str]]:
             ("alert", alert, view.apply_alert),
             ("ack", ack, view.apply_ack),
             ("analysis", analysis, view.apply_analysis),
+            ("assessment", assessment, view.apply_assessment),
         ):
             assert apply(value)
             hub.publish(kind, value, 0, 0, country="LV", severity=None)

@@ -126,3 +126,13 @@ def test_the_stage_never_falls_when_a_factor_rises(lv: dict[str, str]) -> None:
         current = lv.get(factor, "none")
         for higher in LEVELS[LEVELS.index(current) :]:
             assert STAGES.index(stage_for({**lv, factor: higher})) >= STAGES.index(base)
+
+
+def test_every_assessment_fits_the_contract() -> None:
+    from schemas.models import CountryAssessment
+    from services.api.examples import ASSESSMENT
+
+    texts = ["Stones were thrown at patrols.", "NGOs warn of pushbacks."]
+    a = assess("LT", [analysis(f"r{i}", t, country="LT") for i, t in enumerate(texts)], [], [], NOW)
+    CountryAssessment.model_validate(a.to_dict())
+    CountryAssessment.model_validate(ASSESSMENT)
