@@ -13,9 +13,11 @@ from services.common.errors import ConfigError
 
 def main() -> None:
     try:
-        from services.aggregator import (
+        # Each module registers its agents and timers on the one Faust app.
+        from services.aggregator import (  # noqa: F401
             agents,
-            reports_agent,  # noqa: F401  (registers its agent)
+            assess_agent,
+            reports_agent,
         )
     except ConfigError as exc:
         print(f"borderwatch aggregator: {exc}", file=sys.stderr)
