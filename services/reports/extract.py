@@ -233,7 +233,7 @@ def sentence_figures(
             continue
         in_clause = [n for n in numbers if lo <= n.start < hi]
         for i, n in enumerate(in_clause):
-            if not n.integer or n.value <= 0 or n.value > 1_000_000:
+            if not n.integer or n.value > 1_000_000:
                 continue
             if any(h.start <= n.start < h.end for h in periods):
                 continue  # "over the past three days": the three is the period's
