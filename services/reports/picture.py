@@ -79,7 +79,17 @@ class Picture:
         states = list(self.states.values())
         for rule in self.rules.values():
             for country in sorted(owned & set(rule.countries)):
-                for analysis in by_time:
+                # Cheap first: only the rule's sources with a figure of its metric and country.
+                candidates = (
+                    a
+                    for a in by_time
+                    if a.get("source_type") in rule.source_types
+                    and any(
+                        f["metric"] == rule.metric and f["area"] == country
+                        for f in a.get("figures", ())
+                    )
+                )
+                for analysis in candidates:
                     found = [
                         c for c in evaluate(rule, analysis, states, now) if c.country == country
                     ]
