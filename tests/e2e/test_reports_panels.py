@@ -101,13 +101,21 @@ def test_reports_assessment_and_discrepancy_panels(
         timeout=LIVE_MS
     )
     # Filters: country and source type.
-    page.select_option("#reports-country", "PL")
-    expect(page.locator("#reports .report")).to_have_count(1)
-    page.select_option("#reports-country", "")
-    page.select_option("#reports-source", "ngo")
-    expect(page.locator("#reports .report")).to_have_attribute("data-report-id", "gg-e2e-1")
-    page.select_option("#reports-source", "")
-    expect(page.locator("#reports .report")).to_have_count(4)
+    listed = page.locator("#reports .report")
+    expect(listed).to_have_count(4, timeout=LIVE_MS)
+    page.select_option("#reports-country", value="PL")
+    expect(page.locator("#reports-country")).to_have_value("PL")
+    # Renders run on animation frames: generous waits on a loaded machine.
+    expect(listed).to_have_count(1, timeout=LIVE_MS)
+    expect(listed.first).to_have_attribute("data-country", "PL")
+    page.select_option("#reports-country", value="")
+    expect(listed).to_have_count(4, timeout=LIVE_MS)
+    page.select_option("#reports-source", value="ngo")
+    expect(page.locator("#reports-source")).to_have_value("ngo")
+    expect(listed).to_have_count(1, timeout=LIVE_MS)
+    expect(listed.first).to_have_attribute("data-report-id", "gg-e2e-1")
+    page.select_option("#reports-source", value="")
+    expect(listed).to_have_count(4, timeout=LIVE_MS)
 
     # The assessment: military risk rises, with the reports as evidence links.
     military = lv.locator('tr[data-factor="military_risk"]')
