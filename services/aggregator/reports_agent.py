@@ -73,6 +73,17 @@ async def analyse_report_events(stream: Any) -> None:
                 exc,
             )
             continue
+        except Exception:
+            # A defect in the analyser must not stop the agent (Faust does not restart
+            # a crashed agent): count it, log it with its place, go on.
+            REPORTS_BAD.inc()
+            log.exception(
+                "analyser failed (topic %s, partition %s, offset %s)",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            continue
         await report_analysis_topic.send(key=out["country"].encode(), value=orjson.dumps(out))
         REPORTS_ANALYSED.labels(out["language"] or "none").inc()
         for fig in out["figures"]:
