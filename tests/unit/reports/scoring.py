@@ -35,14 +35,17 @@ class Score:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
 
-def load(language: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((FIXTURES / f"{language}.yaml").read_text("utf-8"))
+HOLDOUT = Path(__file__).parent / "holdout"
+
+
+def load(language: str, folder: Path = FIXTURES) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((folder / f"{language}.yaml").read_text("utf-8"))
     return data
 
 
-def score(language: str) -> dict[str, Score]:
+def score(language: str, folder: Path = FIXTURES) -> dict[str, Score]:
     """Scores per fixture set, plus ``signals`` over every case that lists them."""
-    data = load(language)
+    data = load(language, folder)
     out: dict[str, Score] = {}
     signals = out.setdefault("signals", Score())
     for case in data["cases"]:
@@ -77,8 +80,12 @@ def score(language: str) -> dict[str, Score]:
 if __name__ == "__main__":
     import sys
 
-    for lang in sys.argv[1:] or ["en", "pl", "lv", "lt"]:
-        for name, s in score(lang).items():
+    args = sys.argv[1:]
+    # --holdout: the sentences written after the packs were frozen (never tuned on).
+    folder = HOLDOUT if "--holdout" in args else FIXTURES
+    langs = [a for a in args if not a.startswith("--")]
+    for lang in langs or ["en", "pl", "lv", "lt"]:
+        for name, s in score(lang, folder).items():
             print(
                 f"{lang} {name:8} P={s.precision:.3f} R={s.recall:.3f} tp={s.tp} fp={s.fp} fn={s.fn}"
             )
