@@ -26,7 +26,6 @@ QUALIFIER_REACH = 40
 MAX_FILLERS = 3
 AREAS = ("LV", "LT", "PL", "EU-BY")
 _SPACE = regex.compile(r"[\s\-\u2013]+")
-_ENDS_IN_WORD = regex.compile(r"\p{L}\s*$")
 _DOT_WORD = regex.compile(r"\.\s*(\p{L})")
 
 
@@ -63,11 +62,17 @@ class _PeriodHit:
 
 
 def _period_hits(pack: Pack, s: str) -> list[_PeriodHit]:
+    found = [
+        _PeriodHit(m.start(), m.end(), rule, m)
+        for rule in pack.periods
+        for m in rule.pattern.finditer(s)
+    ]
+    # The longest phrase wins an overlap: "nuo 2021 m. rugpjūčio" over "2021 m.".
+    found.sort(key=lambda h: h.start - h.end)
     hits: list[_PeriodHit] = []
-    for rule in pack.periods:
-        for m in rule.pattern.finditer(s):
-            if not any(h.start < m.end() and m.start() < h.end for h in hits):
-                hits.append(_PeriodHit(m.start(), m.end(), rule, m))
+    for h in found:
+        if not any(o.start < h.end and h.start < o.end for o in hits):
+            hits.append(h)
     hits.sort(key=lambda h: h.start)
     return hits
 
@@ -111,9 +116,7 @@ def _resolve_hit(pack: Pack, hit: _PeriodHit, published_at: datetime, area: str)
 def _is_trap(pack: Pack, s: str, n: Number, clause_start: int) -> bool:
     before = s[max(clause_start, n.start - 30) : n.start]
     after = s[n.end : n.end + 40]
-    if pack.before.search(before) or (
-        pack.months.search(before[-14:]) and _ENDS_IN_WORD.search(before)
-    ):
+    if pack.before.search(before) or pack.months_before.search(before):
         return True
     if pack.after_number.match(after) or pack.units_after.match(after):
         return True
@@ -224,7 +227,12 @@ def sentence_figures(
     def period_for(pos: int, area: str) -> Period:
         if not periods:
             return UNKNOWN
-        hit = min(periods, key=lambda h: min(abs(h.start - pos), abs(h.end - pos)))
+        # "In total" / "łącznie" is weak beside a named period ("over the weekend ...
+        # in total 400"): a cumulative phrase wins only when it names its start.
+        named = [
+            h for h in periods if h.rule.anchor != "cumulative" or h.match.groupdict().get("year")
+        ]
+        hit = min(named or periods, key=lambda h: min(abs(h.start - pos), abs(h.end - pos)))
         return _resolve_hit(pack, hit, published_at, area)
 
     out: list[Figure] = []

@@ -86,6 +86,7 @@ class Pack:
     periods: tuple[PeriodRule, ...]
     months: regex.Pattern[str]
     months_after: regex.Pattern[str]  # anchored at start: "22 November", "19. novembrī"
+    months_before: regex.Pattern[str]  # anchored at end: "November 22", "lapkričio 22"
     month_numbers: dict[str, int]  # lower-case stem -> 1..12
     after_number: regex.Pattern[str]  # anchored at start (right after the digits)
     units_after: regex.Pattern[str]  # anchored at start
@@ -260,6 +261,10 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
         months_after=_compile(
             f"{where}.dates.months",
             rf"\s*\.?\s*(?:{_need(dates, 'months', str, where)})(?!\p{{L}})",
+        ),
+        months_before=_compile(
+            f"{where}.dates.months",
+            rf"(?<!\p{{L}})(?:{_need(dates, 'months', str, where)})\.?,?\s*$",
         ),
         month_numbers={str(m).lower(): i + 1 for i, m in enumerate(month_names)},
         after_number=_compile(
