@@ -33,7 +33,7 @@ from services.aggregator.rules import load_discrepancy_rules
 from services.common.catalogue import Catalogue
 from services.common.kafka import make_consumer, partition_for
 from services.common.topics import REPORT_EVENTS, topic_specs
-from services.reports.assessment import FACTORS, LEVELS, STAGES
+from services.reports.assessment import FACTORS, LEVELS, STAGES, AssessmentConfig
 from services.reports.picture import Picture
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,10 @@ _alerts_out = app.topic(topics.alerts, schema=_raw)
 _assessment_out = app.topic(topics.assessment, schema=_raw)
 _REPORT_PARTITIONS = {s.suffix: s.partitions for s in topic_specs()}[REPORT_EVENTS]
 COUNTRIES = Catalogue.load(settings.sections_file).countries()
-picture = Picture(load_discrepancy_rules(settings.rules_file))
+picture = Picture(
+    load_discrepancy_rules(settings.rules_file),
+    AssessmentConfig(window_hours=settings.assessment_window_hours),
+)
 
 
 class _Reader:

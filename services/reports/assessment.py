@@ -85,10 +85,11 @@ class AssessmentConfig(BaseModel):
     # Each field event of the factor's kind in the last 24 h adds this to the score.
     field_event_weight: float = Field(0.5, ge=0)
     signals: Ladder = Ladder()
-    # Migration pressure: the country's crossing attempts in the last 24 h over
-    # its own daily baseline (the 7 d count / 7), when at least ``pressure_minimum``.
+    # Migration pressure: each section's crossing attempts in the last 24 h over its
+    # own daily baseline (its 7 d count / 7); the country takes its highest section,
+    # among those with at least ``pressure_minimum`` attempts in 24 h.
     pressure: Ladder = Ladder(low=1.0, elevated=1.5, high=2.5, critical=4.0)
-    pressure_minimum: int = Field(20, ge=0)
+    pressure_minimum: int = Field(10, ge=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +186,16 @@ def assess(
                 reports[factor].append(str(a["report_id"]))
     counts_24h: dict[str, int] = {}
     counts_7d: dict[str, int] = {}
+    # (ratio, section, 24 h, 7 d) of the section furthest above its own baseline.
+    top: tuple[float, str, int, int] | None = None
     for st in states:
         if st.get("country") != country:
             continue
+        last = int(st["counts_24h"].get("crossing_attempt", 0))
+        week = int(st["counts_7d"].get("crossing_attempt", 0))
+        ratio = last / (week / 7) if week > 0 else 0.0
+        if last >= cfg.pressure_minimum and (top is None or ratio > top[0]):
+            top = (ratio, str(st["section_id"]), last, week)
         for kind, n in st["counts_24h"].items():
             counts_24h[kind] = counts_24h.get(kind, 0) + int(n)
         for kind, n in st["counts_7d"].items():
@@ -200,14 +208,15 @@ def assess(
     for factor in FACTORS:
         counts: dict[str, int] = {}
         if factor == "migration_pressure":
-            last = counts_24h.get("crossing_attempt", 0)
-            baseline = counts_7d.get("crossing_attempt", 0) / 7
             counts = {
-                "crossing_attempt_24h": last,
+                "crossing_attempt_24h": counts_24h.get("crossing_attempt", 0),
                 "crossing_attempt_7d": counts_7d.get("crossing_attempt", 0),
             }
-            ratio = last / baseline if baseline > 0 else 0.0
-            value = ratio if last >= cfg.pressure_minimum else 0.0
+            value = 0.0
+            if top is not None:
+                value = top[0]
+                counts[f"{top[1]}_crossing_attempt_24h"] = top[2]
+                counts[f"{top[1]}_crossing_attempt_7d"] = top[3]
             level = cfg.pressure.level(value)
             alert_ids = tuple(
                 a for rule, ids in alerts_by_kind.items() if "crossing" in rule for a in ids

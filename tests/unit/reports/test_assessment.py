@@ -97,7 +97,19 @@ def test_migration_pressure_is_against_the_countrys_own_baseline() -> None:
     )
     pressure = next(f for f in a.factors if f.factor == "migration_pressure")
     assert pressure.level == "high" and pressure.alerts == ("crossings-24h.PL-KUZ.1",)
-    assert pressure.counts == {"crossing_attempt_24h": 150, "crossing_attempt_7d": 350}
+    # The section furthest above its own baseline decides: PL-KUZ, 100 against 30 a day.
+    assert pressure.counts == {
+        "crossing_attempt_24h": 150,
+        "crossing_attempt_7d": 350,
+        "PL-KUZ_crossing_attempt_24h": 100,
+        "PL-KUZ_crossing_attempt_7d": 210,
+    }
+    # A section at its usual level is no pressure, however busy it is.
+    calm = assess("PL", [], [state("PL-KUZ", 300, 2100)], [], NOW)
+    assert next(f for f in calm.factors if f.factor == "migration_pressure").level == "low"
+    # Under the minimum a spike counts for nothing (2 against 1 a week).
+    tiny = assess("PL", [], [state("PL-KUZ", 2, 1)], [], NOW)
+    assert next(f for f in tiny.factors if f.factor == "migration_pressure").level == "none"
 
 
 def test_the_wording_names_criteria_and_never_says_to_close() -> None:
