@@ -44,10 +44,17 @@ typecheck: $(STAMP) ## mypy --strict on schemas/ and services/
 schemas: $(STAMP) ## re-export the JSON Schema files from the models
 	$(BIN)/borderwatch schemas export
 
+audit: $(STAMP) ## pip-audit the installed pins, npm audit vendored front-end packages (says so if no service is reachable)
+	$(BIN)/python scripts/audit.py $(AUDIT_FLAGS)
+
+dashboards: $(STAMP) ## regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json)
+	$(BIN)/borderwatch grafana export
+
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
 	$(BIN)/python -m bench.reports
+	$(BIN)/python -m bench.metrics
 
-.PHONY: help install system-deps run test unit lint typecheck schemas bench
+.PHONY: help install system-deps run test unit lint typecheck schemas audit dashboards bench

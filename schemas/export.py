@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.models import (
     Alert,
     AlertAck,
+    AuditRecord,
     CountryAssessment,
     DeadLetter,
     FieldEvent,
@@ -36,6 +37,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "report-analysis": ReportAnalysis,
     "assessment": CountryAssessment,
     "dead-letter": DeadLetter,
+    "audit": AuditRecord,
 }
 
 

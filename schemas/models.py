@@ -640,15 +640,30 @@ class DeadLetter(_Strict):
     truncated: bool = Field(description="True when `original` holds only the first bytes.")
 
 
+_TOKEN_LIKE = re.compile(r"bw_[0-9A-Za-z]{1,32}_[A-Za-z0-9_-]{16,}")
+
+
+def _no_token(value: str | None) -> str | None:
+    # A pasted token would be published to every replica and kept for 30 days.
+    if value and _TOKEN_LIKE.search(value):
+        raise ValueError("looks like an access token; never paste a token into a message")
+    return value
+
+
 class AckRequest(_Strict):
-    """Body of ``POST /api/v1/alerts/{id}/ack``."""
+    """Body of ``POST /api/v1/alerts/{id}/ack``. Who acknowledged is the token's
+    identity; ``by`` is only a display name shown beside it."""
 
     by: Annotated[
-        str,
+        str | None,
         StringConstraints(min_length=1, max_length=64, pattern=r"^[\w .:/@-]+$"),
-        Field(description="Operator role or callsign (e.g. `LV duty officer`), not a name."),
-    ]
-    comment: Annotated[str, StringConstraints(max_length=500)] = ""
+        AfterValidator(_no_token),
+        Field(
+            description="Display name: operator role or callsign (e.g. `LV duty officer`), "
+            "not a name. Default: the token's label."
+        ),
+    ] = None
+    comment: Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_token)] = ""
 
 
 class AlertAck(_Strict):
@@ -658,7 +673,55 @@ class AlertAck(_Strict):
     ack_id: UUID
     alert_id: str
     seq: int = Field(ge=1, description="The alert transition that was acknowledged.")
-    by: str
+    by: str = Field(
+        description="Display name typed by the operator (or the token's label): shown, "
+        "never trusted. Who acknowledged is `token_id` / `token_label`."
+    )
     comment: str = ""
     acked_at: datetime
-    token_id: str = Field(description="Id of the token used (never the token).")
+    token_id: str = Field(description="Id of the token used (never the token): the actor.")
+    token_label: str = Field(
+        "", description="Label of that token when it acknowledged (absent in older records)."
+    )
+
+
+class AuditAction(StrEnum):
+    token_create = "token.create"
+    token_revoke = "token.revoke"
+    token_rotate = "token.rotate"
+    dead_letter_read = "dead_letter.read"
+    auth_refused = "auth.refused"
+
+
+class AuditActor(_Strict):
+    """Who acted: a token's identity (id and label, never the token), or for the
+    ``borderwatch token`` command the operating-system user on the host."""
+
+    token_id: str | None = Field(
+        None, description="The token used, or for a refused attempt the id it claimed."
+    )
+    label: str = ""
+    os_user: str | None = Field(None, description="For `borderwatch token …` on a host.")
+
+
+class AuditRecord(_Strict):
+    """One security-relevant action, on the append-only ``bw.audit`` topic (key =
+    the action). Never carries a token, a secret or a hash."""
+
+    schema_version: Literal[1] = 1
+    audit_id: UUID
+    at: AwareDatetime
+    action: AuditAction
+    outcome: Literal["ok", "refused"]
+    service: Literal["ingest", "api", "cli"]
+    actor: AuditActor
+    target: str | None = Field(
+        None, description="What was acted on: a token id, or the route that was called."
+    )
+    client: str | None = Field(None, description="The client's address, for HTTP requests.")
+    detail: dict[str, str | int | bool | None] = Field(
+        default_factory=dict,
+        description="Action-specific facts: `reason` of a refusal, `suppressed` refusals "
+        "not recorded one by one since the last record, `limit`/`returned` of a "
+        "dead-letter read, `label`/`scopes`/`expires_at` of a token.",
+    )

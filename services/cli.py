@@ -1,9 +1,10 @@
 """The ``borderwatch`` command.
 
-borderwatch up [--demo]          start the whole system on the embedded broker
+borderwatch up [--demo] [--tls]  start the whole system on the embedded broker
 borderwatch broker install       fetch the Kafka jars (once)
 borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
-borderwatch token create --scopes read,ack
+borderwatch token create --scopes read,ack [--label L] [--expires 30d]
+borderwatch token list | revoke ID | rotate ID
 borderwatch schemas export [--check]
 """
 
@@ -19,7 +20,6 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.api.settings import UVICORN_FLAGS
 from services.common.errors import BorderwatchError, ConfigError
 from services.common.settings import (
     DEFAULT_CONFIG_DIR,
@@ -51,12 +51,14 @@ def _print(msg: str = "") -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from schemas.models import AuditAction
     from services.aggregator.rules import load_rules
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
     from services.common.kafka import ensure_topics
     from services.runtime.broker import EmbeddedKafka, free_port, install
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
+    from services.runtime.tls import ensure_local_tls
 
     settings = load_settings(UpSettings)
     # Validate operator files before starting anything.
@@ -99,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(kafka_settings, settings.field_partitions))
 
         token: str | None = None
+        created_local: str | None = None
         tokens_file = data_dir / "tokens.json"
         if not args.insecure_no_auth:
             token_path = data_dir / "local-token"
@@ -107,13 +110,41 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if TokenStore.load(tokens_file).verify(token) is None:
                     token = None
             if token is None:
-                token = create_token(
-                    tokens_file, ["ingest:field", "ingest:report", "read", "ack", "admin"], "local"
-                )
+                all_scopes = ["ingest:field", "ingest:report", "read", "ack", "admin"]
+                token = create_token(tokens_file, all_scopes, "local")
                 token_path.write_text(token, encoding="utf-8")
                 token_path.chmod(0o600)
+                created_local = token.split("_")[1]
+        from services.common.audit import cli_actor, new_record, publish_now
 
-        env = {k: v for k, v in os.environ.items() if k not in FAUST_ENV}
+        records = []
+        if created_local:
+            records.append(
+                new_record(
+                    AuditAction.token_create,
+                    "cli",
+                    cli_actor(),
+                    target=created_local,
+                    detail={"label": "local", "scopes": "all", "by": "borderwatch up"},
+                )
+            )
+        # Also sends what token commands kept while Kafka was down.
+        problem = publish_now(kafka_settings, tokens_file, records)
+        if problem:
+            _print(f"borderwatch: audit records not sent yet: {problem}")
+        bootstrap_file = tokens_file.with_name(BOOTSTRAP_FILE)
+        bootstrap_file.write_text(bootstrap, encoding="utf-8")
+
+        # up serves TLS only with --tls, with its own CA; BW_TLS_* are for running the
+        # services yourself (python -m services.api).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in FAUST_ENV and not k.startswith("BW_TLS_")
+        }
+        tls = ensure_local_tls(data_dir) if args.tls else None
+        if tls is not None:
+            env.update({"BW_TLS_CERT_FILE": str(tls.cert), "BW_TLS_KEY_FILE": str(tls.key)})
         env.update(
             {
                 "BW_KAFKA_BOOTSTRAP": bootstrap,
@@ -147,39 +178,30 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
         )
         services = [aggregator]
+        scheme = "https" if tls is not None else "http"
         for name in ("ingest", "api"):
             services.append(
                 sup.start(
                     Child(
                         name,
-                        [
-                            py,
-                            "-m",
-                            "uvicorn",
-                            f"services.{name}.app:create_app",
-                            "--factory",
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(ports[name]),
-                            "--no-access-log",
-                            "--log-level",
-                            "warning",
-                            *(UVICORN_FLAGS if name == "api" else ()),
-                        ],
-                        {**env, "BW_PORT": str(ports[name])},
+                        # Reads BW_HOST, BW_PORT and BW_TLS_* (services/common/serve.py).
+                        [py, "-m", f"services.{name}"],
+                        {**env, "BW_HOST": "127.0.0.1", "BW_PORT": str(ports[name])},
                         logs / f"{name}.log",
-                        f"http://127.0.0.1:{ports[name]}/readyz",
+                        f"{scheme}://127.0.0.1:{ports[name]}/readyz",
+                        ready_cafile=tls.ca if tls is not None else None,
                     )
                 )
             )
         sup.wait_ready(services, settings.ready_timeout, lambda: stopping)
-        ingest_url = f"http://127.0.0.1:{ports['ingest']}"
-        api_url = f"http://127.0.0.1:{ports['api']}"
+        ingest_url = f"{scheme}://127.0.0.1:{ports['ingest']}"
+        api_url = f"{scheme}://127.0.0.1:{ports['api']}"
         if args.demo:
             demo_argv = [py, "-m", "services.demo", "--ingest-url", ingest_url]
             if token:
                 demo_argv += ["--token", token]
+            if tls is not None:
+                demo_argv += ["--cacert", str(tls.ca)]
             sup.start(Child("demo", demo_argv, env, logs / "demo.log"))
         _status(
             bootstrap,
@@ -193,6 +215,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.monotonic() - t0,
             [(c.name, c.pid) for c in sup.children],
             broker.process.pid if broker is not None and broker.process else None,
+            tls.ca if tls is not None else None,
         )
         while not stopping:
             sup.check()
@@ -208,6 +231,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 130
     finally:
         t_stop = time.monotonic()
+        (data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
         sup.stop_all(timeout=8.0)
         if broker is not None:
             broker.stop(timeout=6.0)
@@ -226,6 +250,7 @@ def _status(
     took: float,
     pids: list[tuple[str, int | None]],
     broker_pid: int | None,
+    ca: Path | None = None,
 ) -> None:
     line = "─" * 68
     auth = (
@@ -239,11 +264,19 @@ def _status(
         line,
         f" Dashboard      {api_url}/",
         f" API            {api_url}/api/v1/sections   (docs: {api_url}/docs)",
-        f" Live feed      {api_url.replace('http', 'ws')}/ws/feed",
+        f" Live feed      {api_url.replace('http', 'ws', 1)}/ws/feed",
         f" Ingest         POST {ingest_url}/v1/field-events",
         f" Metrics        {api_url}/metrics  {ingest_url}/metrics  http://127.0.0.1:{ports['aggregator']}/metrics",
         f" Kafka          {bootstrap}{' (external)' if external else ' (embedded, KRaft)'}",
         f" Token          {auth}",
+        *(
+            [
+                f" TLS            https/wss only; local CA {ca}",
+                f"                curl --cacert {ca} …",
+            ]
+            if ca
+            else []
+        ),
         f" Data and logs  {data_dir}",
         f" Processes      {', '.join(f'{n}={p}' for n, p in pids)}"
         + (f", kafka={broker_pid}" if broker_pid else ""),
@@ -287,19 +320,131 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    from services.common.auth import create_token
-
-    path = (
+def _tokens_path(args: argparse.Namespace) -> Path:
+    return (
         Path(args.tokens_file)
         if args.tokens_file
         else Path(os.environ.get("BW_TOKENS_FILE", default_data_dir() / "tokens.json"))
     )
-    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    token = create_token(path, scopes, args.label)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from services.common.auth import (
+        create_token,
+        list_tokens,
+        parse_expiry,
+        revoke_token,
+        rotate_token,
+    )
+
+    path = _tokens_path(args)
+    expires = parse_expiry(args.expires) if getattr(args, "expires", None) else None
+    if args.action == "create":
+        if not args.scopes:
+            raise ConfigError("token create: --scopes is required (e.g. --scopes read,ack)")
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        token = create_token(path, scopes, args.label, expires)
+        _audit(
+            path,
+            "token.create",
+            token.split("_")[1],
+            {
+                "label": args.label,
+                "scopes": ",".join(sorted(scopes)),
+                "expires_at": expires.isoformat() if expires else None,
+            },
+        )
+        _print(token)
+        until = f", expires {expires.isoformat()}" if expires else ""
+        print(
+            f"(stored its hash in {path}{until}; the token itself is shown only now)",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "list":
+        rows = list_tokens(path)
+        if args.json:
+            import json
+
+            _print(json.dumps(rows, indent=2))
+            return 0
+        head = ("ID", "LABEL", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
+        table = [head] + [
+            (
+                r["id"],
+                r["label"] or "-",
+                ",".join(r["scopes"]),
+                r["status"],
+                _short(r["created_at"]),
+                _short(r["expires_at"]),
+                _short(r["last_used_at"]),
+            )
+            for r in rows
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        for row in table:
+            _print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    if not args.id:
+        raise ConfigError(f"token {args.action}: give the token id (see `borderwatch token list`)")
+    if args.action == "revoke":
+        entry = revoke_token(path, args.id)
+        _audit(path, "token.revoke", entry["id"], {"label": entry.get("label") or ""})
+        _print(
+            f"revoked {entry['id']} ({entry.get('label') or 'no label'}) at {entry['revoked_at']}"
+        )
+        print("(every ingest and API process refuses it within a few seconds)", file=sys.stderr)
+        return 0
+    token, entry = rotate_token(path, args.id, expires)
+    _audit(
+        path,
+        "token.rotate",
+        entry["id"],
+        {"label": entry.get("label") or "", "expires_at": entry.get("expires_at")},
+    )
     _print(token)
-    print(f"(stored its hash in {path}; the token itself is shown only now)", file=sys.stderr)
+    print(
+        f"(rotated {entry['id']}: the old secret is refused within a few seconds; "
+        "the new token is shown only now)",
+        file=sys.stderr,
+    )
     return 0
+
+
+BOOTSTRAP_FILE = "kafka-bootstrap"  # beside the tokens file while `borderwatch up` runs
+
+
+def _audit_settings(tokens_file: Path) -> CommonSettings | None:
+    """Where the token command sends its audit record: BW_KAFKA_BOOTSTRAP, or the
+    cluster of the `borderwatch up` that uses this tokens file."""
+    if "BW_KAFKA_BOOTSTRAP" in os.environ:
+        return load_settings(CommonSettings)
+    running = tokens_file.with_name(BOOTSTRAP_FILE)
+    if running.exists():
+        return load_settings(
+            CommonSettings, kafka_bootstrap=running.read_text(encoding="utf-8").strip()
+        )
+    return None
+
+
+def _audit(
+    tokens_file: Path, action: str, token_id: str, detail: dict[str, str | int | bool | None]
+) -> None:
+    from schemas.models import AuditAction
+    from services.common.audit import cli_actor, new_record, outbox_path, publish_now
+
+    record = new_record(AuditAction(action), "cli", cli_actor(), target=token_id, detail=detail)
+    problem = publish_now(_audit_settings(tokens_file), tokens_file, [record])
+    if problem:
+        print(
+            f"borderwatch: audit record kept in {outbox_path(tokens_file)}: {problem}; "
+            "the next token command or `borderwatch up` that reaches Kafka sends it",
+            file=sys.stderr,
+        )
+
+
+def _short(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") + "Z" if iso else "-"
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -311,6 +456,26 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             _print(f"stale schema files: {', '.join(bad)}; run `borderwatch schemas export`")
             return 1
         _print("schema files match the models")
+        return 0
+    for path in export():
+        _print(f"wrote {path}")
+    return 0
+
+
+def cmd_grafana(args: argparse.Namespace) -> int:
+    try:
+        from services.grafana.dashboards import DASHBOARD_DIR, export, stale
+    except ImportError as exc:  # the generator is a dev tool: grafana-foundation-sdk
+        _print(f"{exc}; install the dev extra: pip install -e '.[dev]'")
+        return 2
+    if args.check:
+        bad = stale()
+        if bad:
+            _print(
+                f"stale dashboards in {DASHBOARD_DIR}: {', '.join(bad)}; run `borderwatch grafana export`"
+            )
+            return 1
+        _print("dashboard files match the generator")
         return 0
     for path in export():
         _print(f"wrote {path}")
@@ -330,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, default=0)
     up.add_argument("--ingest-port", type=int, default=0)
     up.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https/wss with a local CA and certificate made in the data dir",
+    )
+    up.add_argument(
         "--insecure-no-auth", action="store_true", help="disable authentication (demos only!)"
     )
     up.set_defaults(func=cmd_up)
@@ -344,12 +514,18 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(func=cmd_topics)
 
-    token = sub.add_parser("token", help="API tokens")
-    token.add_argument("action", choices=["create"])
+    token = sub.add_parser("token", help="API tokens: create, list, revoke, rotate")
+    token.add_argument("action", choices=["create", "list", "revoke", "rotate"])
+    token.add_argument("id", nargs="?", help="token id (revoke, rotate)")
     token.add_argument(
-        "--scopes", required=True, help="comma separated: ingest:field,ingest:report,read,ack,admin"
+        "--scopes", help="create: comma separated: ingest:field,ingest:report,read,ack,admin"
     )
-    token.add_argument("--label", default="")
+    token.add_argument("--label", default="", help="create: who or what the token is for")
+    token.add_argument(
+        "--expires",
+        help="create, rotate: a duration (90m, 12h, 30d, 2w) or an RFC 3339 date/date-time",
+    )
+    token.add_argument("--json", action="store_true", help="list: as JSON")
     token.add_argument(
         "--tokens-file", help="default: BW_TOKENS_FILE or the data dir's tokens.json"
     )
@@ -359,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export"])
     schemas.add_argument("--check", action="store_true")
     schemas.set_defaults(func=cmd_schemas)
+
+    grafana = sub.add_parser("grafana", help="Grafana dashboards (deploy/grafana/dashboards)")
+    grafana.add_argument("action", choices=["export"])
+    grafana.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    grafana.set_defaults(func=cmd_grafana)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 The input record value is a :class:`schemas.models.FieldEventBatch` (the
 events of one section that arrived together), keyed by ``section_id``. Records
-are handled in batches (``take_events``); each touched section is loaded from
+are handled in batches (taken in bulk, see bulk.py); each touched section is loaded from
 the table, updated, written back once and published once per batch.
 
 A wall-clock timer moves quiet sections' windows on, so their rolling counts
@@ -19,16 +19,28 @@ from typing import Any
 
 import faust
 import orjson
+from faust.tables.table import Table
 from faust.types import TP
-from prometheus_client import Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-from services.aggregator.app import app, settings, topics
+from schemas.models import SEVERITY_ORDER
+from services.aggregator import metrics as domain_metrics
+from services.aggregator import windows
+from services.aggregator.app import app, input_sink, settings, topics
 from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
-from services.aggregator.state import BatchOutcome, Engine, Publication, SectionAggregate
+from services.aggregator.state import (
+    BatchOutcome,
+    Engine,
+    Publication,
+    SectionAggregate,
+    is_core_key,
+    partition_key,
+)
 from services.common import gctune
 from services.common.catalogue import Catalogue
+from services.common.headers import received_at
 from services.common.kafka import partition_for
 
 log = logging.getLogger(__name__)
@@ -65,6 +77,14 @@ TICK_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SECTIONS = Gauge("bw_aggregator_sections_active", "Sections held by this worker")
+CHANGELOG_BYTES = Counter(
+    "bw_aggregator_changelog_bytes",
+    "Bytes (keys and values) written to the section table's changelog",
+)
+VALUES_TOO_LARGE = Counter(
+    "bw_aggregator_values_too_large",
+    "Section updates not written because a record would pass the broker's record limit",
+)
 PUBLISH_QUEUE = Gauge(
     "bw_aggregator_publish_queue",
     "Section outboxes written to the table and waiting to be sent",
@@ -75,9 +95,10 @@ TICK_CHUNK = 16
 REVOKE_DRAIN_SECONDS = 10.0
 
 catalogue = Catalogue.load(settings.sections_file)
+rules = load_rules(settings.rules_file)
 engine = Engine(
     catalogue,
-    load_rules(settings.rules_file),
+    rules,
     bucket_seconds=settings.bucket_seconds,
     grace_seconds=settings.grace_seconds,
 )
@@ -89,21 +110,45 @@ field_events = app.topic(topics.field_events, schema=raw, partitions=settings.fi
 section_state_topic = app.topic(topics.section_state, schema=raw)
 alerts_topic = app.topic(topics.alerts, schema=raw)
 
-# One value per section (orjson SectionAggregate). The key is the raw section
-# id, as on the input topic, so use_partitioner puts each section's state on
-# the partition of its input and a rebalance moves both together.
+
+class SectionTable(Table[bytes, bytes]):
+    """A table whose every key sits on its section's partition.
+
+    A section's core is keyed by the raw section id, as on the input topic, and
+    its dedupe segments by ``{section}|{bucket}|{n}`` (state.py). Both are sent
+    to the partition Kafka's partitioner picks for the section id, so a section's
+    records keep their order in one changelog partition, and a rebalance moves
+    them with the section's input partition.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_for(partition_key(key), settings.field_partitions)
+
+
 # Note: passing ``schema=`` to the Table (faust-streaming 0.15.3) silently
 # stops delivery to every agent of the worker; key/value types plus the app's
 # raw serializers work (see tests/integration).
-sections_table = app.Table(
-    "section-aggregates",
-    default=None,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.field_partitions,
-    use_partitioner=True,
+sections_table: Any = app.tables.add(
+    SectionTable(
+        app,
+        name="section-aggregates",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.field_partitions,
+        use_partitioner=True,
+        beacon=app.tables.beacon,
+        # Roll and compact the changelog often: a restore reads what compaction left
+        # (the last value of each key) plus the writes since the last roll.
+        extra_topic_configs={
+            "segment.ms": str(10 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.2",
+        },
+    )
 )
-
+# Kafka's default record limit is 1 MiB (message.max.bytes, max_request_size); a
+# value near it would fail the producer and stop the worker.
+MAX_VALUE_BYTES = 900_000
 
 # Decoded aggregates of the sections this worker counts, so a batch does not
 # decode each section's value again; dropped whenever partitions move, when the
@@ -116,26 +161,65 @@ _resend: dict[bytes, dict[str, Any]] = {}
 _cursors = InputCursors()
 
 
+# Segment keys per section, read from the table once per assignment (a restore
+# has just rebuilt it), so loading a section does not scan every key.
+_segment_index: dict[bytes, list[bytes]] | None = None
+
+
+def _segments_of(key: bytes) -> list[tuple[bytes, bytes]]:
+    global _segment_index
+    if _segment_index is None:
+        _segment_index = {}
+        for k in list(sections_table.keys()):
+            if not is_core_key(k):
+                _segment_index.setdefault(partition_key(k), []).append(k)
+    data = sections_table.data
+    return [(k, data[k]) for k in _segment_index.pop(key, []) if data.get(k) is not None]
+
+
 def _load(key: bytes) -> SectionAggregate:
     agg = _cache.get(key)
     if agg is not None:
         return agg
-    stored = sections_table.get(key)
-    if stored is None:
-        agg = SectionAggregate(section_id=key.decode())
-    else:
-        agg = SectionAggregate.from_bytes(stored)
-        if agg.outbox:
-            _resend[key] = agg.outbox
+    agg = SectionAggregate.restore(key.decode(), sections_table.get(key), _segments_of(key))
+    if agg.outbox:
+        _resend[key] = agg.outbox
     _cache[key] = agg
     return agg
 
 
-def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> None:
-    """Write the aggregate with its publication as the outbox (before sending it)."""
-    agg.outbox = pub.to_outbox()
-    sections_table[key] = agg.to_bytes()
+def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> bool:
+    """Write the section's update, its publication (if any) as the outbox, before
+    sending it. False if a record would be too large: then nothing is written and
+    nothing published, and the worker carries on with the other sections."""
+    if pub:
+        agg.outbox = pub.to_outbox()
+        agg.outbox_sent = False
+    writes = agg.writes()
+    largest = max(len(v) for _, v in writes if v is not None)
+    if largest > MAX_VALUE_BYTES:
+        VALUES_TOO_LARGE.inc()
+        log.error(
+            "section %s: a table record of %d bytes would pass the %d-byte limit; its "
+            "update is not written or published (the other sections go on)",
+            agg.section_id,
+            largest,
+            MAX_VALUE_BYTES,
+        )
+        return False
+    data = sections_table.data
+    written = 0
+    for k, v in writes:
+        if v is None:
+            if k in data:
+                del sections_table[k]
+                written += len(k)
+        else:
+            sections_table[k] = v
+            written += len(k) + len(v)
+    CHANGELOG_BYTES.inc(written)
     _cache[key] = agg
+    return True
 
 
 async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
@@ -152,6 +236,10 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
     if outbox["state"] is not None:
         await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
         STATES_PUBLISHED.inc()
+        publish_latency.published(key, outbox["state"]["version"])  # issue 12
+    agg = _cache.get(key)
+    if agg is not None and agg.outbox is outbox:
+        agg.outbox_sent = True  # later writes of the core may leave it out
 
 
 async def _flush_table() -> None:
@@ -205,20 +293,25 @@ async def _forget_on_revoke(sender: Any, revoked: Any, **kwargs: Any) -> None:
         )
     except PublisherFailed:
         pass  # already stopping the worker
-    _cache.clear()
-    _cursors.reset()
+    _forget()
+    publish_latency.forget()  # issue 12
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def _forget_on_assign(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    _forget()
+
+
+def _forget() -> None:
+    global _segment_index
     _cache.clear()
+    _segment_index = None
     _cursors.reset()
 
 
-def _decode(event: Any) -> list[dict[str, Any]] | None:
-    message = event.message
+def _decode(message: Any) -> list[dict[str, Any]] | None:
     try:
-        batch = orjson.loads(event.value)
+        batch = orjson.loads(message.value)
         events = batch["events"]
         if not isinstance(events, list):
             raise TypeError("events is not a list")
@@ -241,31 +334,42 @@ _turn = asyncio.Lock()
 
 
 async def handle(batch: Iterable[Any], now: float | None = None) -> None:
-    """Count a batch of input records and publish each touched section once."""
+    """Count a batch of input records (Faust messages) and publish each touched
+    section once."""
     async with _turn:
         await _handle(batch, time.time() if now is None else now)
 
 
 async def _handle(batch: Iterable[Any], now: float) -> None:
     touched: dict[bytes, SectionAggregate] = {}
+    received: dict[bytes, list[float]] = {}  # issue 12: SLO histograms
     outcome = BatchOutcome()
-    for event in batch:
-        message = event.message
-        if not await _in_sequence(message, time.time()):
+    wall = time.time()
+    for message in batch:
+        if not await _in_sequence(message, wall):
             continue
-        key = event.key
-        events = _decode(event)
+        key = message.key
+        events = _decode(message)
         if key is None or events is None:
             continue
         agg = touched.get(key)
         if agg is None:
             agg = touched[key] = _load(key)
+        # issue 12: a record the section already reflects (a replay) is not counted again
+        fresh = message.offset > agg.offsets.get(message.partition, -1)
         engine.apply_record(agg, message.partition, message.offset, events, outcome, message.topic)
+        if fresh:  # issue 12: one observation per counted record (timestamp: newest observed_at)
+            EVENT_LAG.observe(max(0.0, now - message.timestamp))
+            r = received_at(message.headers)
+            if r is not None:
+                received.setdefault(key, []).append(r)
     outboxes = []
     for key, agg in touched.items():
         pub = engine.refresh(agg, now)
-        _store(key, agg, pub)
-        outboxes.append((key, agg.outbox))
+        if _store(key, agg, pub) and pub:
+            outboxes.append((key, agg.outbox))
+            if pub.state_doc is not None:  # issue 12: observed when this version is sent
+                publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -281,7 +385,7 @@ def _start_cursor(partition: int, now: float = float("-inf")) -> int:
     """One past the highest offset of ``partition`` that its sections' aggregates reflect."""
     last = -1
     for key in list(sections_table.keys()):
-        if partition_for(key, settings.field_partitions) == partition:
+        if is_core_key(key) and partition_for(key, settings.field_partitions) == partition:
             last = max(last, _load(key).offsets.get(partition, -1))
     _cursors.start(partition, last + 1, now)
     return last + 1
@@ -334,10 +438,29 @@ async def _seek_back(tp: TP, expected: int, seen: str) -> None:
     await app.consumer.seek(tp, expected)
 
 
-@app.agent(field_events, name="count-field-events")
-async def count_field_events(stream: Any) -> None:
-    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within):
-        await handle(batch)
+# No Faust agent iterates the input topic: its records come in bulk (bulk.py).
+# Registered with the conductor, the topic is subscribed and its offsets acked.
+app.topics.add(field_events)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def count_field_events() -> None:
+    """Count the input records in batches, acking each once handled (as
+    ``Stream.take_events`` did), so Faust's commits follow what was counted."""
+    try:
+        while True:
+            batch = await input_sink.take(settings.batch_max, settings.batch_within)
+            await handle(batch)
+            ack = app.consumer.ack
+            for message in batch:
+                ack(message)
+            await app.producer.buffer.wait_until_ebb()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("counting field events failed; stopping the worker")
+        await app.crash(exc)
+        raise
 
 
 def _active_partitions() -> set[int]:
@@ -374,7 +497,9 @@ async def _tick() -> None:
     held: a sweep of every section at once held input records back ~85 ms (200
     sections, bench.feeds), every tick period."""
     started = time.time()
-    keys = sorted({sid.encode() for sid in catalogue} | set(sections_table.keys()))
+    keys = sorted(
+        {sid.encode() for sid in catalogue} | {k for k in sections_table.keys() if is_core_key(k)}
+    )
     owned = published = 0
     longest = 0.0
     for first in range(0, len(keys), TICK_CHUNK):
@@ -394,8 +519,7 @@ async def _tick() -> None:
                 owned += 1
                 agg = _load(key)
                 pub = engine.refresh(agg, now)
-                if pub:
-                    _store(key, agg, pub)
+                if pub and _store(key, agg, pub):
                     outboxes.append((key, agg.outbox))
             await _publish(outboxes)
             published += len(outboxes)
@@ -424,6 +548,69 @@ async def _seek_back_if_idle(partitions: set[int], now: float) -> None:
             if position is not None and position < end:
                 continue  # still fetching (a backlog), not past a skipped record
             await _seek_back(tp, _cursors.expected(p), f"quiet at end offset {end}")
+
+
+# --- issue 12: domain metrics, input lag and pipeline SLOs ----------------------
+# (services/aggregator/metrics.py). Everything is read at scrape time from the
+# sections and partitions this worker owns now, so a section that moved away
+# leaves no series here and a sum over workers counts each section once.
+INGEST_TO_PUBLISHED, EVENT_LAG = domain_metrics.latency_histograms()
+publish_latency = domain_metrics.PublishLatency(INGEST_TO_PUBLISHED)
+
+
+def _owned_snapshots() -> list[domain_metrics.SectionSnapshot]:
+    # While partitions move the table may not hold the new sections yet (as in
+    # _tick): loading one would start it from zero. Show no section until the
+    # worker owns them again.
+    if app.rebalancing:
+        return []
+    active = _active_partitions()
+    now, bs = time.time(), settings.bucket_seconds
+    out = []
+    cores = {k for k in sections_table.keys() if is_core_key(k)}
+    for key in sorted({sid.encode() for sid in catalogue} | cores):
+        if partition_for(key, settings.field_partitions) not in active:
+            continue
+        # As _tick does (it loads every owned section each period, so this is
+        # nearly always the cache). Synchronous: no batch runs meanwhile.
+        agg = _load(key)
+        section = catalogue.get(agg.section_id)
+        if section is None:
+            continue  # removed from the catalogue: no rules, no labels to give it
+        firing = tuple(sorted((rule, e.severity) for rule, e in agg.episodes.items()))
+        out.append(
+            domain_metrics.SectionSnapshot(
+                section_id=agg.section_id,
+                country=section.country,
+                counts={
+                    "1h": windows.window_sum(agg.buckets, now, windows.HOUR, bs),
+                    "24h": windows.window_sum(agg.buckets, now, windows.DAY, bs),
+                    "7d": windows.window_sum(agg.buckets, now, 7 * windows.DAY, bs),
+                },
+                level=max((s for _, s in firing), key=SEVERITY_ORDER.__getitem__, default="low"),
+                firing=firing,
+                last_event_at=agg.last_event_at,
+            )
+        )
+    return out
+
+
+def _input_positions() -> list[tuple[int, int, int]]:
+    if app.rebalancing:
+        return []
+    out = []
+    for p in sorted(_active_partitions()):
+        end = app.consumer.highwater(TP(topics.field_events, p))
+        if end is not None and _cursors.knows(p):
+            out.append((p, end, _cursors.expected(p)))
+    return out
+
+
+REGISTRY.register(
+    domain_metrics.SectionCollector(_owned_snapshots, catalogue, [r.id for r in rules])
+)
+REGISTRY.register(domain_metrics.InputLagCollector(topics.field_events, _input_positions))
+# --- end of issue 12 block --------------------------------------------------------
 
 
 def _ready() -> bool:

@@ -13,7 +13,7 @@ import ssl
 import faust
 import mode.loop
 
-from services.aggregator import durable
+from services.aggregator import bulk, durable
 from services.aggregator.settings import AggregatorSettings
 from services.common.settings import load_settings
 from services.common.topics import Topics
@@ -59,6 +59,11 @@ mode.loop.use("uvloop")
 # changelog record, so offsets are never committed (nor states published)
 # ahead of the table (see durable.py).
 durable.install()
+
+# Before the app creates its consumer: records of the input topic reach the
+# counting task in bulk, once per fetch, not one Faust event at a time (bulk.py).
+input_sink = bulk.BulkSink()
+bulk.install(topics.field_events, input_sink)
 
 app = faust.App(
     settings.app_id,

@@ -55,11 +55,12 @@ class Publisher:
         self._room = asyncio.Event()
         self._room.set()
         self._failed: BaseException | None = None
+        self._in_flight = 0
 
     @property
     def pending(self) -> int:
-        """Outboxes queued and not yet taken for sending."""
-        return len(self._queue)
+        """Outboxes queued or being sent, not sent yet."""
+        return len(self._queue) + self._in_flight
 
     def _check(self) -> None:
         if self._failed is not None:
@@ -93,11 +94,14 @@ class Publisher:
                     group = list(self._queue)
                     self._queue.clear()
                     self._room.set()
+                    self._in_flight = len(group)
                     await self._flush()
                     for key, outbox in group:
                         await self._send(key, outbox)
+                        self._in_flight -= 1
             except Exception as exc:
                 self._failed = exc
+                self._in_flight = 0
                 raise
             finally:
                 if self._failed is not None or not self._queue:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,9 +75,20 @@ class Measures:
     last_by_kind: dict[str, float]
     since: float
 
+    _sums: dict[int, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def window(self, window_seconds: int) -> dict[str, int]:
+        """Counts per kind over the rolling window (computed once per moment:
+        several rules and the published state ask for the same windows)."""
+        counts = self._sums.get(window_seconds)
+        if counts is None:
+            counts = self._sums[window_seconds] = windows.window_sum(
+                self.buckets, self.now, window_seconds, self.bucket_seconds
+            )
+        return counts
+
     def count(self, kinds: list[Kind], window_seconds: int) -> int:
-        counts = windows.window_sum(self.buckets, self.now, window_seconds, self.bucket_seconds)
-        return windows.kinds_sum(counts, (k.value for k in kinds))
+        return windows.kinds_sum(self.window(window_seconds), (k.value for k in kinds))
 
 
 Ladder = list[tuple[str, int]]

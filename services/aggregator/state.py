@@ -1,28 +1,47 @@
 """Per-section aggregate state and the engine that updates it, with no Faust import.
 
-One :class:`SectionAggregate` holds everything the worker knows about a
-section: hourly buckets per kind, the input offsets it already reflects (so a
-replay after a crash counts nothing twice), the event-time watermark, the
-firing alert episodes and the version of the last published state. It is
-stored as one orjson value per section in a changelog-backed Faust table.
+A section's state is stored as several records of one changelog-backed table,
+all on the section's partition (see :func:`partition_key`):
+
+- the **core** (key: the raw section id): input offsets it already reflects (so
+  a replay after a crash skips what is counted), the event-time watermark,
+  firing alert episodes, the version of the last published state, and the
+  outbox of a publication not yet known to be sent. Its size does not grow with
+  the events: at most a few KiB (bounded by the rules and the partitions).
+- **dedupe segments** (key: ``{section}|{bucket start}|{n}``): the event ids
+  counted in one hourly bucket, at most :data:`SEGMENT_IDS` a segment, *with the
+  counts per kind those ids contributed*. A batch rewrites only the open
+  segment of each bucket it touched (at most ``8 * SEGMENT_IDS`` bytes) and adds
+  new ones, so the bytes written grow with what changed, not with what is held.
+  A segment expires (tombstone) with its bucket, after 7 d + grace.
+
+Counts live in the segments, not in the core, so every segment is consistent
+on its own: "these ids were counted, and they contributed these counts". The
+records of one section's update are written in the order segments, then core,
+to the same partition, and Kafka keeps that order. So a crash leaves either the
+whole update or a prefix of it: a replayed record whose ids a segment already
+holds is a duplicate and counts nothing, and one whose ids no segment holds is
+counted again. No prefix can count an event twice or lose one.
 
 :class:`Engine` applies batches and wall-clock ticks to aggregates and says
-what to publish: the section's new state and the alert transitions.
+what to publish: the section's new state (a plain JSON-ready dict that matches
+:class:`schemas.models.SectionState`; pydantic stays out of the hot path) and
+the alert transitions.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from schemas.models import SEVERITY_ORDER, Alert, HourlyPoint, SectionState, Severity, WindowCounts
+from schemas.models import KINDS, SEVERITY_ORDER, Alert, SectionState, Severity
 from services.aggregator import windows
 from services.aggregator.rules import Episode, Measures, Rule, SurgeRule, evaluate
 from services.common.catalogue import Catalogue, Section
@@ -33,10 +52,123 @@ WINDOW_1H = windows.HOUR
 WINDOW_24H = windows.DAY
 WINDOW_7D = 7 * windows.DAY
 
+#: Event ids per dedupe segment: a rewrite of the open segment costs at most 8 bytes each.
+SEGMENT_IDS = 256
+#: The most a section's core value may take (documented bound; a unit test holds it).
+CORE_BOUND = 64 * 1024
+_SEP = b"|"
+
+
+def segment_key(section: bytes, bucket: int, n: int) -> bytes:
+    return b"%s|%d|%d" % (section, bucket, n)
+
+
+def partition_key(key: bytes) -> bytes:
+    """The bytes that decide a table key's partition: the section id, so that a
+    section's core and its segments always sit on the partition of its input."""
+    return key.split(_SEP, 1)[0]
+
+
+def is_core_key(key: bytes) -> bool:
+    return _SEP not in key
+
+
+def parse_segment_key(key: bytes) -> tuple[bytes, int, int]:
+    section, bucket, n = key.split(_SEP)
+    return section, int(bucket), int(n)
+
+
+@dataclass
+class Segment:
+    """Up to SEGMENT_IDS event ids of one bucket and the counts they contributed."""
+
+    bucket: int
+    n: int
+    ids: array[int] = field(default_factory=lambda: array("q"))
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        # JSON counts, a newline (orjson never writes one), then the ids as int64.
+        return orjson.dumps(self.counts) + b"\n" + self.ids.tobytes()
+
+    @classmethod
+    def from_bytes(cls, bucket: int, n: int, raw: bytes) -> Segment:
+        head, _, ids = raw.partition(b"\n")
+        seg = cls(bucket, n, array("q"), orjson.loads(head))
+        seg.ids.frombytes(ids)
+        return seg
+
+
+class Dedupe:
+    """The event ids a section counted, per bucket, in segments (see module doc).
+
+    ``seen`` is the in-memory index (about 70 bytes an id); the segments are what
+    is stored. ``dirty`` and ``gone`` say which segment records the next write
+    must send (rewrite) or delete (tombstone).
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.segments: dict[int, list[Segment]] = {}
+        self.dirty: set[tuple[int, int]] = set()
+        self.gone: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self.seen
+
+    def add(self, key: int, bucket: int, kind: str, count: int) -> None:
+        segs = self.segments.get(bucket)
+        if segs is None:
+            segs = self.segments[bucket] = []
+        if not segs or len(segs[-1].ids) >= SEGMENT_IDS:
+            segs.append(Segment(bucket, len(segs)))
+        seg = segs[-1]
+        seg.ids.append(key)
+        seg.counts[kind] = seg.counts.get(kind, 0) + count
+        self.seen.add(key)
+        self.dirty.add((bucket, seg.n))
+
+    def load(self, seg: Segment) -> None:
+        """Take a stored segment (restore): its ids and counts."""
+        segs = self.segments.setdefault(seg.bucket, [])
+        segs.append(seg)
+        segs.sort(key=lambda s: s.n)
+        self.seen.update(seg.ids)
+
+    def expire(self, floor: int) -> None:
+        """Forget the buckets older than ``floor`` (their segments get tombstones)."""
+        for bucket in [b for b in self.segments if b < floor]:
+            for seg in self.segments.pop(bucket):
+                self.seen.difference_update(seg.ids)
+                self.dirty.discard((bucket, seg.n))
+                self.gone.append((bucket, seg.n))
+
+    def buckets(self) -> windows.Buckets:
+        """Counts per bucket and kind: the sum of the segments."""
+        out: windows.Buckets = {}
+        for bucket, segs in self.segments.items():
+            per_kind: dict[str, int] = {}
+            for seg in segs:
+                for kind, n in seg.counts.items():
+                    per_kind[kind] = per_kind.get(kind, 0) + n
+            if per_kind:
+                out[bucket] = per_kind
+        return out
+
+    def segment(self, bucket: int, n: int) -> Segment:
+        for seg in self.segments[bucket]:
+            if seg.n == n:
+                return seg
+        raise KeyError((bucket, n))
+
 
 @dataclass
 class SectionAggregate:
     section_id: str
+    # counts per bucket and kind: in memory only, the sum of the dedupe segments
     buckets: windows.Buckets = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)
     watermark: float | None = None
@@ -46,43 +178,28 @@ class SectionAggregate:
     version: int = 0
     fingerprint: str = ""
     partition: int | None = None
-    # event-id hash -> bucket it was counted in; expires with the bucket (dedupe)
-    seen: dict[int, int] = field(default_factory=dict)
     last_by_kind: dict[str, float] = field(default_factory=dict)
     created_at: float = 0.0
     # The last publication (state + alert transitions, as JSON-ready dicts). It is
-    # stored with the aggregate before it is sent, so a worker that restores this
-    # aggregate after a crash can send it again (identical duplicates only).
+    # stored with the core before it is sent, so a worker that restores this
+    # aggregate after a crash can send it again (identical duplicates only). Once
+    # the publisher has sent it (``outbox_sent``), later core writes leave it out.
     outbox: dict[str, Any] | None = None
-    # not stored: the expiry floor last applied to ``seen`` (recomputed after a load)
+    outbox_sent: bool = field(default=False, compare=False)
+    dedupe: Dedupe = field(default_factory=Dedupe, compare=False, repr=False)
+    # not stored: the expiry floor last applied (recomputed after a load)
     seen_floor: int | None = field(default=None, compare=False)
-    # not stored: ``seen`` as two int64 arrays in insertion order, kept up by
-    # add_seen, so a write packs them without walking the dict (None: rebuild)
-    seen_arrays: tuple[array[int], array[int]] | None = field(
-        default=None, compare=False, repr=False
-    )
 
-    def add_seen(self, key: int, bucket: int) -> None:
-        self.seen[key] = bucket
-        if self.seen_arrays is not None:
-            self.seen_arrays[0].append(key)
-            self.seen_arrays[1].append(bucket)
+    @property
+    def seen(self) -> set[int]:
+        """The event-id hashes this section counted (7 d + grace)."""
+        return self.dedupe.seen
 
-    def packed_seen(self) -> list[str]:
-        """The dedupe map as two base64 int64 arrays (8 bytes an id, not ~40 as text)."""
-        arrays = self.seen_arrays
-        if arrays is None or len(arrays[0]) != len(self.seen):
-            arrays = self.seen_arrays = (
-                array("q", self.seen.keys()),
-                array("q", self.seen.values()),
-            )
-        return [base64.b64encode(a.tobytes()).decode() for a in arrays]
-
-    def to_bytes(self) -> bytes:
+    def core_bytes(self) -> bytes:
         return orjson.dumps(
             {
+                "format": 2,
                 "section_id": self.section_id,
-                "buckets": {str(k): v for k, v in self.buckets.items()},
                 "offsets": {str(k): v for k, v in self.offsets.items()},
                 "watermark": self.watermark,
                 "last_event_at": self.last_event_at,
@@ -91,42 +208,93 @@ class SectionAggregate:
                 "version": self.version,
                 "fingerprint": self.fingerprint,
                 "partition": self.partition,
-                "seen": self.packed_seen(),
                 "last_by_kind": self.last_by_kind,
                 "created_at": self.created_at,
-                "outbox": self.outbox,
+                "outbox": None if self.outbox_sent else self.outbox,
             }
         )
 
+    def writes(self) -> list[tuple[bytes, bytes | None]]:
+        """The table records of this section's update, in the order to write them:
+        expired segments' tombstones, changed segments, then the core (see the
+        module doc). Marks the segments as written."""
+        sid = self.section_id.encode()
+        dedupe = self.dedupe
+        out: list[tuple[bytes, bytes | None]] = [
+            (segment_key(sid, b, n), None) for b, n in dedupe.gone
+        ]
+        out.extend(
+            (segment_key(sid, b, n), dedupe.segment(b, n).to_bytes())
+            for b, n in sorted(dedupe.dirty)
+        )
+        dedupe.gone.clear()
+        dedupe.dirty.clear()
+        out.append((sid, self.core_bytes()))
+        return out
+
+    @classmethod
+    def restore(
+        cls, section_id: str, core: bytes | None, segments: Iterable[tuple[bytes, bytes]] = ()
+    ) -> SectionAggregate:
+        """Rebuild a section from its stored core and dedupe segments."""
+        if core is None:
+            agg = cls(section_id=section_id)
+            data: dict[str, Any] = {}
+        else:
+            data = orjson.loads(core)
+            agg = cls(
+                section_id=data["section_id"],
+                offsets={int(k): v for k, v in data["offsets"].items()},
+                watermark=data["watermark"],
+                last_event_at=data["last_event_at"],
+                episodes={k: Episode.from_dict(v) for k, v in data["episodes"].items()},
+                episode_counts=data["episode_counts"],
+                version=data["version"],
+                fingerprint=data["fingerprint"],
+                partition=data.get("partition"),
+                last_by_kind=data.get("last_by_kind", {}),
+                created_at=data.get("created_at", 0.0),
+                outbox=data.get("outbox"),
+            )
+        if "buckets" in data:  # written before the segments existed (format 1)
+            _migrate(agg, data)
+        else:
+            for key, raw in segments:
+                _, bucket, n = parse_segment_key(key)
+                agg.dedupe.load(Segment.from_bytes(bucket, n, raw))
+        agg.buckets = agg.dedupe.buckets()
+        return agg
+
     @classmethod
     def from_bytes(cls, raw: bytes) -> SectionAggregate:
-        data: dict[str, Any] = orjson.loads(raw)
-        arrays = _unpack(data.get("seen"))
-        return cls(
-            section_id=data["section_id"],
-            buckets={int(k): v for k, v in data["buckets"].items()},
-            offsets={int(k): v for k, v in data["offsets"].items()},
-            watermark=data["watermark"],
-            last_event_at=data["last_event_at"],
-            episodes={k: Episode.from_dict(v) for k, v in data["episodes"].items()},
-            episode_counts=data["episode_counts"],
-            version=data["version"],
-            fingerprint=data["fingerprint"],
-            partition=data.get("partition"),
-            seen=dict(zip(*arrays, strict=True)),
-            last_by_kind=data.get("last_by_kind", {}),
-            created_at=data.get("created_at", 0.0),
-            outbox=data.get("outbox"),
-            seen_arrays=arrays,
-        )
+        """A section from its core alone (format 1 values carry their ids too)."""
+        data = orjson.loads(raw)
+        return cls.restore(data["section_id"], raw)
 
 
-def _unpack(packed: list[str] | None) -> tuple[array[int], array[int]]:
+def _migrate(agg: SectionAggregate, data: dict[str, Any]) -> None:
+    """Format 1 kept every id and the bucket counts inside the one value: split them
+    into segments, all marked to be written (before the new core, which replaces
+    the old value; until it lands, a restore migrates again from the old one)."""
+    import base64
+
     keys, values = array("q"), array("q")
-    if packed:
-        keys.frombytes(base64.b64decode(packed[0]))
-        values.frombytes(base64.b64decode(packed[1]))
-    return keys, values
+    if data.get("seen"):
+        keys.frombytes(base64.b64decode(data["seen"][0]))
+        values.frombytes(base64.b64decode(data["seen"][1]))
+    ids_by_bucket: dict[int, list[int]] = {}
+    for key, bucket in zip(keys, values, strict=True):
+        ids_by_bucket.setdefault(bucket, []).append(key)
+    for bucket_text, counts in data["buckets"].items():
+        bucket = int(bucket_text)
+        ids = ids_by_bucket.get(bucket, [])
+        chunks = [ids[i : i + SEGMENT_IDS] for i in range(0, len(ids), SEGMENT_IDS)] or [[]]
+        for n, chunk in enumerate(chunks):
+            # The bucket's counts ride with its first segment: the migration's
+            # segments land whole or, with the old core, are migrated again.
+            seg = Segment(bucket, n, array("q", chunk), dict(counts) if n == 0 else {})
+            agg.dedupe.load(seg)
+            agg.dedupe.dirty.add((bucket, n))
 
 
 _MASK64 = (1 << 64) - 1
@@ -155,23 +323,42 @@ class BatchOutcome:
 class Publication:
     """What one update of a section asks the worker to send."""
 
-    state: SectionState | None
+    state_doc: dict[str, Any] | None
     alerts: list[Alert]
 
     def __bool__(self) -> bool:
-        return self.state is not None or bool(self.alerts)
+        return self.state_doc is not None or bool(self.alerts)
+
+    @property
+    def state(self) -> SectionState | None:
+        """The state as the contract's model (validated; not for the hot path)."""
+        return None if self.state_doc is None else SectionState.model_validate(self.state_doc)
 
     def to_outbox(self) -> dict[str, Any] | None:
         if not self:
             return None
         return {
-            "state": self.state.model_dump(mode="json") if self.state is not None else None,
+            "state": self.state_doc,
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
         }
 
 
-def _iso(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+def _iso(ts: float) -> str:
+    """RFC 3339 in UTC with ``Z``, as pydantic writes it."""
+    text = datetime.fromtimestamp(ts, UTC).isoformat()
+    return text[:-6] + "Z"
+
+
+_ISO_CACHE: dict[int, str] = {}
+
+
+def _iso_bucket(ts: int) -> str:
+    text = _ISO_CACHE.get(ts)
+    if text is None:
+        if len(_ISO_CACHE) > 10_000:
+            _ISO_CACHE.clear()
+        text = _ISO_CACHE[ts] = _iso(ts)
+    return text
 
 
 class Engine:
@@ -184,7 +371,6 @@ class Engine:
         *,
         bucket_seconds: int = windows.HOUR,
         grace_seconds: int = 2 * windows.HOUR,
-        max_seen: int = 2_000_000,
     ) -> None:
         if windows.DAY % bucket_seconds:
             raise ValueError("bucket_seconds must divide a day")
@@ -192,7 +378,6 @@ class Engine:
         self.rules = rules
         self.bucket_seconds = bucket_seconds
         self.grace_seconds = grace_seconds
-        self.max_seen = max_seen
         longest_rule = max((_reach(r) for r in rules), default=0)
         self.keep_seconds = max(WINDOW_7D, longest_rule) + grace_seconds
         self._rules_for: dict[str, list[Rule]] = {
@@ -217,11 +402,17 @@ class Engine:
         agg.offsets[partition] = offset
         agg.partition = partition
         bs = self.bucket_seconds
+        dedupe = agg.dedupe
+        by_kind = outcome.by_kind
         for event in events:
             ts = datetime.fromisoformat(event["observed_at"]).timestamp()
             key = id_hash(str(event["event_id"]))
-            if key in agg.seen:
+            kind = event["kind"]
+            if key in dedupe:
+                # Counted before; its times still move the maxima (idempotently),
+                # so a replay after a crash brings them back exactly.
                 outcome.duplicates += 1
+                self._note_times(agg, kind, ts)
                 continue
             if agg.watermark is not None and ts < agg.watermark - self.grace_seconds:
                 outcome.late += 1
@@ -231,24 +422,32 @@ class Engine:
                     event.get("event_id"),
                     agg.section_id,
                     event["observed_at"],
-                    _iso(agg.watermark).isoformat(),
+                    _iso(agg.watermark),
                     self.grace_seconds,
                     topic,
                     partition,
                     offset,
                 )
                 continue
-            kind = event["kind"]
-            windows.add(agg.buckets, kind, ts, int(event["count"]), bs)
-            agg.add_seen(key, windows.bucket_start(ts, bs))
-            if agg.watermark is None or ts > agg.watermark:
-                agg.watermark = ts
-            if agg.last_event_at is None or ts > agg.last_event_at:
-                agg.last_event_at = ts
-            if ts > agg.last_by_kind.get(kind, 0.0):
-                agg.last_by_kind[kind] = ts
+            count = int(event["count"])
+            bucket = int(ts // bs) * bs
+            per_kind = agg.buckets.get(bucket)
+            if per_kind is None:
+                per_kind = agg.buckets[bucket] = {}
+            per_kind[kind] = per_kind.get(kind, 0) + count
+            dedupe.add(key, bucket, kind, count)
+            self._note_times(agg, kind, ts)
             outcome.counted += 1
-            outcome.by_kind[kind] = outcome.by_kind.get(kind, 0) + 1
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+
+    @staticmethod
+    def _note_times(agg: SectionAggregate, kind: str, ts: float) -> None:
+        if agg.watermark is None or ts > agg.watermark:
+            agg.watermark = ts
+        if agg.last_event_at is None or ts > agg.last_event_at:
+            agg.last_event_at = ts
+        if ts > agg.last_by_kind.get(kind, 0.0):
+            agg.last_by_kind[kind] = ts
 
     def refresh(self, agg: SectionAggregate, now: float) -> Publication:
         """Expire old buckets, evaluate the rules at ``now`` and build the state to
@@ -258,42 +457,33 @@ class Engine:
             return Publication(None, [])
         if not agg.created_at:
             agg.created_at = now
-        windows.expire(agg.buckets, now, self.keep_seconds, self.bucket_seconds)
-        self._expire_seen(agg, now)
-        alerts = self._evaluate(agg, section, now)
-        state = self._state(agg, section, now)
+        self._expire(agg, now)
+        measures = Measures(
+            agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
+        )
+        alerts = self._evaluate(agg, section, measures)
+        state = self._state(agg, section, measures)
         fingerprint = _fingerprint(state)
         if fingerprint == agg.fingerprint and not alerts:
             return Publication(None, [])
         agg.version += 1
         agg.fingerprint = fingerprint
-        return Publication(state.model_copy(update={"version": agg.version}), alerts)
+        state["version"] = agg.version
+        return Publication(state, alerts)
 
-    def _expire_seen(self, agg: SectionAggregate, now: float) -> None:
-        """Forget event ids whose bucket no window (nor grace) can reach; and if a
-        section ever holds more than ``max_seen`` ids, the oldest buckets' ids."""
+    def _expire(self, agg: SectionAggregate, now: float) -> None:
+        """Drop buckets, and the event ids counted in them, that no window (nor
+        grace) can reach any more."""
         bs = self.bucket_seconds
         floor = windows.bucket_start(now, bs) - self.keep_seconds + bs
-        if agg.seen_floor is None or floor > agg.seen_floor or len(agg.seen) > self.max_seen:
-            agg.seen = {k: b for k, b in agg.seen.items() if b >= floor}
-            agg.seen_arrays = None
-            while len(agg.seen) > self.max_seen:
-                oldest = min(agg.seen.values())
-                log.warning(
-                    "%s: more than %d event ids to remember; forgetting bucket %s",
-                    agg.section_id,
-                    self.max_seen,
-                    _iso(oldest).isoformat(),
-                )
-                agg.seen = {k: b for k, b in agg.seen.items() if b > oldest}
-                agg.seen_arrays = None
+        if agg.seen_floor is None or floor > agg.seen_floor:
+            windows.expire(agg.buckets, now, self.keep_seconds, bs)
+            agg.dedupe.expire(floor)
             agg.seen_floor = floor
 
-    def _evaluate(self, agg: SectionAggregate, section: Section, now: float) -> list[Alert]:
+    def _evaluate(self, agg: SectionAggregate, section: Section, measures: Measures) -> list[Alert]:
         out = []
-        measures = Measures(
-            agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
-        )
+        now = measures.now
         for rule in self._rules_for.get(section.id, []):
             value, ladder = rule.assess(measures)
             before = agg.episodes.get(rule.id)
@@ -310,30 +500,35 @@ class Engine:
                 out.append(alert)
         return out
 
-    def _state(self, agg: SectionAggregate, section: Section, now: float) -> SectionState:
-        bs = self.bucket_seconds
+    def _state(self, agg: SectionAggregate, section: Section, measures: Measures) -> dict[str, Any]:
+        """The section state as the JSON document of :class:`SectionState`."""
+        bs, now = self.bucket_seconds, measures.now
         level = max(
             (e.severity for e in agg.episodes.values()),
             key=lambda s: SEVERITY_ORDER[s],
             default=Severity.low.value,
         )
         hourly = windows.series(agg.buckets, now, 24, bs, step_seconds=windows.HOUR)
-        return SectionState(
-            section_id=section.id,
-            name=section.name,
-            country=section.country,
-            level=Severity(level),
-            counts_1h=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_1H, bs)),
-            counts_24h=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_24H, bs)),
-            counts_7d=WindowCounts(**windows.window_sum(agg.buckets, now, WINDOW_7D, bs)),
-            hourly=[
-                HourlyPoint(start=_iso(start), counts=WindowCounts(**c)) for start, c in hourly
-            ],
-            last_event_at=_iso(agg.last_event_at) if agg.last_event_at is not None else None,
-            firing_alerts=sorted(e.alert_id for e in agg.episodes.values()),
-            version=max(agg.version, 1),
-            updated_at=_iso(now),
-        )
+        return {
+            "schema_version": 1,
+            "section_id": section.id,
+            "name": section.name,
+            "country": section.country,
+            "level": level,
+            "counts_1h": _full(measures.window(WINDOW_1H)),
+            "counts_24h": _full(measures.window(WINDOW_24H)),
+            "counts_7d": _full(measures.window(WINDOW_7D)),
+            "hourly": [{"start": _iso_bucket(start), "counts": _full(c)} for start, c in hourly],
+            "last_event_at": _iso(agg.last_event_at) if agg.last_event_at is not None else None,
+            "firing_alerts": sorted(e.alert_id for e in agg.episodes.values()),
+            "version": max(agg.version, 1),
+            "updated_at": _iso(now),
+        }
+
+
+def _full(counts: dict[str, int]) -> dict[str, int]:
+    """Every kind, in the contract's order (kinds outside it are not shown)."""
+    return {k: counts.get(k, 0) for k in KINDS}
 
 
 def _reach(rule: Rule) -> int:
@@ -343,10 +538,27 @@ def _reach(rule: Rule) -> int:
     return rule.window_seconds
 
 
-def _fingerprint(state: SectionState) -> str:
+def _fingerprint(state: dict[str, Any]) -> str:
     """What a reader can see, minus the time stamps that move on every tick."""
-    visible = orjson.dumps(
-        state.model_dump(mode="json", exclude={"updated_at", "version"}),
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.blake2b(visible, digest_size=16).hexdigest()
+    visible = {k: v for k, v in state.items() if k not in ("updated_at", "version")}
+    return hashlib.blake2b(orjson.dumps(visible), digest_size=16).hexdigest()
+
+
+def restore_all(
+    records: Iterable[tuple[bytes, bytes | None]],
+) -> Iterator[SectionAggregate]:
+    """Sections from a changelog's records in order (the last value of each key wins;
+    ``None`` deletes): for tests and tools that read the topic directly."""
+    latest: dict[bytes, bytes] = {}
+    for key, value in records:
+        if value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    cores = {k: v for k, v in latest.items() if is_core_key(k)}
+    segments: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for key, value in latest.items():
+        if not is_core_key(key):
+            segments.setdefault(partition_key(key), []).append((key, value))
+    for sid in cores.keys() | segments.keys():
+        yield SectionAggregate.restore(sid.decode(), cores.get(sid), segments.get(sid, []))

@@ -91,10 +91,13 @@ def series(
     current = bucket_start(now, step)
     first = current - (points - 1) * step
     out = [(first + i * step, empty_counts()) for i in range(points)]
+    last = points - 1
     for start, per_kind in buckets.items():
-        index = min((bucket_start(start, step) - first) // step, points - 1)
-        if index < 0:
-            continue
+        if start < first:
+            continue  # most of a 7-day window: skipped before any arithmetic
+        index = (start - start % step - first) // step
+        if index > last:
+            index = last
         counts = out[index][1]
         for kind, n in per_kind.items():
             counts[kind] = counts.get(kind, 0) + n

@@ -21,17 +21,23 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 
 from services.api.alertmanager import AlertmanagerPusher
+from services.api.audit import AuditTrail
+from services.api.audit import router as audit_router
 from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
+from services.api.guard import REST_RATE_LIMITED, FeedGuard
 from services.api.routes import router
 from services.api.settings import ApiSettings
 from services.api.view import View
 from services.common import gctune
+from services.common.audit import AuditLog
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
+from services.common.ratelimit import RateLimiter
+from services.common.security import SecurityHeaders
 from services.common.settings import load_settings
 from services.common.topics import Topics
 
@@ -107,6 +113,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 severity=current.get("severity"),
             )
 
+    audit_trail = AuditTrail(settings.audit_recent)
+    audit = AuditLog("api", topics.audit, lambda: make_producer(settings, linger_ms=5))
     sources = [
         Source(topics.section_state, "section_state", "beginning", view.apply_state),
         Source(topics.alerts, "alert", "beginning", view.apply_alert),
@@ -115,6 +123,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         Source(topics.report_events, "report", settings.recent_reports, view.apply_report),
         Source(topics.report_analysis, "analysis", settings.recent_reports, view.apply_analysis),
         Source(topics.assessment, "assessment", "beginning", view.apply_assessment),
+        Source(topics.audit, "audit", settings.audit_recent, audit_trail.apply),
     ]
 
     @asynccontextmanager
@@ -132,11 +141,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reader = reader
         app.state.producer = producer
         task: asyncio.Task[None] | None = None
+        guard_task: asyncio.Task[None] | None = None
+        audit_task: asyncio.Task[None] | None = None
         push_task: asyncio.Task[None] | None = None
         try:
             await _start_with_retry(consumer)
             await _start_with_retry(producer)
             task = asyncio.create_task(reader.run(), name="view-consumer")
+            guard_task = asyncio.create_task(app.state.feed_guard.run(), name="feed-guard")
+            audit_task = asyncio.create_task(audit.run(), name="audit")
             if pusher is not None:
                 push_task = asyncio.create_task(pusher.run(reader.ready), name="alertmanager")
             restore_gc = gctune.tune()
@@ -150,10 +163,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 push_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await push_task
-            if task is not None:
-                task.cancel()
+            for background in (guard_task, audit_task, task):
+                if background is None:
+                    continue
+                background.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await background
+            app.state.tokens.flush_last_used()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
@@ -174,6 +190,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
     )
     app.state.auth_enabled = settings.auth_enabled
+    app.state.audit = audit
+    app.state.audit_trail = audit_trail
+    app.state.on_refused = audit.refused
+    app.state.on_rate_limited = REST_RATE_LIMITED.inc
+    app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.feed_guard = FeedGuard(
+        app.state.tokens, settings.feed_max_per_token, settings.auth_enabled
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -186,7 +210,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app, ready=lambda: hasattr(app.state, "reader") and app.state.reader.ready.is_set()
     )
     app.include_router(router)
+    app.include_router(audit_router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    # Outermost: an over-long query string is refused before any other layer parses it.
+    app.add_middleware(SecurityHeaders, max_query_bytes=settings.max_query_bytes)
     return app
 
 

@@ -68,6 +68,7 @@ ACK: dict[str, Any] = {
     "comment": "patrol sent to the Daugava bend",
     "acked_at": "2026-11-22T03:14:30+00:00",
     "token_id": "3fa85f64",
+    "token_label": "LV duty desk",
 }
 
 COUNTRY: dict[str, Any] = {

@@ -41,16 +41,28 @@ from services.api.feeds import (
     encode_cursor,
     frames,
 )
+from services.api.guard import FeedGuard
 from services.api.view import View
-from services.common.auth import Principal, require
+from services.common.auth import Principal, Refusal, authenticate, require
 
 router = APIRouter(prefix="")
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY = 4429
 
 ReadScope = Annotated[Principal, Depends(require("read"))]
+
+
+def _refusal_text(refusal: Refusal) -> str:
+    if refusal.reason in ("revoked", "expired"):
+        return f"token {refusal.reason}"
+    return "missing or invalid token"
+
+
+def _too_many(guard: FeedGuard) -> str:
+    return f"this token already has {guard.max_per_token} feed connections open"
 
 
 def _view(request: Request) -> View:
@@ -201,10 +213,12 @@ async def ack_alert(
         ack_id=uuid.uuid4(),
         alert_id=alert_id,
         seq=current["seq"],
-        by=body.by,
+        # Who acknowledged is the token; the typed name is only shown beside it.
+        by=body.by or principal.label or principal.token_id,
         comment=body.comment,
         acked_at=datetime.now(UTC),
         token_id=principal.token_id,
+        token_label=principal.label,
     ).model_dump(mode="json")
     settings = request.app.state.settings
     try:
@@ -378,14 +392,17 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     token, as_protocol = _token(ws.headers, ws.query_params)
     # Echo a token subprotocol even with auth off, or browsers drop the socket.
     subprotocol = token if as_protocol else None
-    if app.state.auth_enabled:
-        principal = app.state.tokens.verify(token) if token else None
-        if principal is None:
-            await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, "missing or invalid token")
-            return
-        if "read" not in principal.scopes:
-            await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "token lacks the 'read' scope")
-            return
+    principal = authenticate(app.state, token, ws)
+    if isinstance(principal, Refusal):
+        await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, _refusal_text(principal))
+        return
+    if "read" not in principal.scopes:
+        await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "token lacks the 'read' scope")
+        return
+    guard: FeedGuard = app.state.feed_guard
+    if not guard.admit(principal):
+        await _refuse(ws, subprotocol, CLOSE_TOO_MANY, _too_many(guard))
+        return
     try:
         filter_ = _feed_filter(ws.query_params, types)
         cursor_text = ws.query_params.get("cursor")
@@ -397,6 +414,7 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     view: View = app.state.view
     await ws.accept(subprotocol=subprotocol)
     sub, backlog = hub.subscribe(filter_, cursor)
+    guard.opened(sub, principal)
     try:
         if backlog is None:
             first = frames([_snapshot(view, hub, "resync", filter_)])
@@ -416,6 +434,7 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        guard.closed(sub)
         hub.unsubscribe(sub)
 
 
@@ -427,7 +446,10 @@ async def _pump(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
             await ws.close(code=CLOSE_TOO_SLOW, reason="too slow; reconnect with your cursor")
             return
         if sub.closed:
-            await ws.close(code=1001, reason="going away")
+            if ws.app.state.feed_guard.token_refused(sub):
+                await ws.close(code=CLOSE_UNAUTHORIZED, reason="token revoked, expired or rotated")
+            else:
+                await ws.close(code=1001, reason="going away")
             return
         frame = hub.next_frame(sub)
         if frame is not None:
@@ -496,17 +518,19 @@ async def sse_alerts(
     event beyond the replay horizon. Token: ``Authorization: Bearer`` or ``?token=``
     (EventSource cannot set headers). Comments (``: ping``) keep proxies open."""
     app = request.app
-    if app.state.auth_enabled:
-        token, _ = _token(request.headers, request.query_params)
-        principal = app.state.tokens.verify(token) if token else None
-        if principal is None:
-            raise HTTPException(
-                401,
-                detail="missing or invalid bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if "read" not in principal.scopes:
-            raise HTTPException(403, detail="this token lacks the 'read' scope")
+    token, _ = _token(request.headers, request.query_params)
+    principal = authenticate(app.state, token, request)
+    if isinstance(principal, Refusal):
+        raise HTTPException(
+            401,
+            detail=f"{_refusal_text(principal)} (bearer token)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if "read" not in principal.scopes:
+        raise HTTPException(403, detail="this token lacks the 'read' scope")
+    guard: FeedGuard = app.state.feed_guard
+    if not guard.admit(principal):
+        raise HTTPException(429, detail=_too_many(guard), headers={"Retry-After": "5"})
     try:
         filter_ = _feed_filter(request.query_params, ALERT_TYPES)
         cursor = decode_cursor(last_event_id) if last_event_id else None
@@ -515,6 +539,7 @@ async def sse_alerts(
     hub: Hub = app.state.hub
     view: View = app.state.view
     sub, backlog = hub.subscribe(filter_, cursor)
+    guard.opened(sub, principal)
     if backlog is None:
         first = _sse_snapshot(_snapshot(view, hub, "resync", filter_))
     elif cursor is None:
@@ -544,6 +569,7 @@ async def sse_alerts(
                 sub.heartbeat_due = False
                 await sub.wait()
         finally:
+            guard.closed(sub)
             hub.unsubscribe(sub)
 
     return StreamingResponse(

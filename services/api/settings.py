@@ -44,6 +44,19 @@ class ApiSettings(HttpServiceSettings):
     recent_reports: int = Field(500, ge=10, description="Reports kept for /reports/recent.")
     produce_timeout: float = Field(5.0, gt=0, description="Longest wait for Kafka on an ack.")
     max_alerts: int = Field(10_000, ge=100, description="Alerts kept in the view.")
+    rate_limit_per_second: float = Field(
+        50.0, ge=0, description="REST requests per second per token (token bucket; 0: no limit)."
+    )
+    rate_limit_burst: int = Field(100, ge=1, description="REST requests a token may burst.")
+    feed_max_per_token: int = Field(
+        20,
+        ge=0,
+        description="Most feed connections (WebSocket and SSE) one token may hold open "
+        "in one API process (0: no cap; no cap either with auth off).",
+    )
+    audit_recent: int = Field(
+        1000, ge=10, description="Newest audit records kept for GET /api/v1/audit."
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (closed by default)."
     )

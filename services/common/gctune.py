@@ -32,6 +32,10 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+# Every generation's series exists from the start (zeros), so a dashboard or rule
+# reads "no pause" instead of "no data" before the first collection (issue 12).
+for _generation in ("0", "1", "2"):
+    GC_PAUSE.labels(_generation)
 
 # Young generation: net allocations of tracked objects between collections
 # (CPython's default is 700); then every 20 young collections a middle one, and a

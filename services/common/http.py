@@ -9,7 +9,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+
+# No `_created` series: they double every counter's and histogram's series, and
+# no dashboard or rule reads them. Process-wide; every HTTP service imports this.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class JSONBytes(Response):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import ConfigError
@@ -88,3 +88,34 @@ class HttpServiceSettings(CommonSettings):
         description="Token hashes and scopes (JSON), written by `borderwatch token create`.",
     )
     tokens: SecretStr | None = Field(None, description="Extra token entries as JSON (containers).")
+    tls_cert_file: Path | None = Field(
+        None, description="Server certificate (PEM, with its chain): serve https/wss only."
+    )
+    tls_key_file: Path | None = Field(None, description="Private key of tls_cert_file (PEM).")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) for mutual TLS: clients must present a certificate "
+        "it signed, or the handshake fails.",
+    )
+    max_query_bytes: int = Field(
+        4096,
+        ge=256,
+        le=65_536,
+        description="Longest query string; longer ones get 414 before anything parses them.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> HttpServiceSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: give both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file: mutual TLS needs tls_cert_file and tls_key_file")
+        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None

@@ -20,9 +20,11 @@ ALERTS = "alerts"
 ALERT_ACKS = "alert-acks"
 REPORT_ANALYSIS = "report-analysis"
 ASSESSMENT = "assessment"
+AUDIT = "audit"
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
 _MONTH_MS = str(30 * 24 * 3600 * 1000)
+_YEAR_MS = str(365 * 24 * 3600 * 1000)
 
 
 def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
@@ -40,6 +42,8 @@ def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
         TopicSpec(REPORT_ANALYSIS, 3, {"retention.ms": _MONTH_MS}),
         # The latest assessment per country.
         TopicSpec(ASSESSMENT, 1, {"cleanup.policy": "compact"}),
+        # Append-only trail: never compacted, kept a year.
+        TopicSpec(AUDIT, 1, {"cleanup.policy": "delete", "retention.ms": _YEAR_MS}),
     ]
 
 
@@ -56,3 +60,4 @@ class Topics:
         self.alert_acks = prefix + ALERT_ACKS
         self.report_analysis = prefix + REPORT_ANALYSIS
         self.assessment = prefix + ASSESSMENT
+        self.audit = prefix + AUDIT

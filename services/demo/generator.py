@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -173,6 +174,7 @@ def run(
     seed: int | None,
     duration: float | None,
     report_interval: float = 120.0,
+    cacert: str | None = None,
 ) -> None:
     stop = False
 
@@ -188,7 +190,8 @@ def run(
     url = ingest_url.rstrip("/") + "/v1/field-events"
     reports_url = ingest_url.rstrip("/") + "/v1/reports"
     started = time.time()
-    with httpx.Client(headers=headers, timeout=10.0) as client:
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cacert) if cacert else True
+    with httpx.Client(headers=headers, timeout=10.0, verify=verify) as client:
         # Live first, so the picture shows life within a second; then fill the
         # past hours in time order (inside the aggregator's grace period).
         _post(client, url, list(scenario.step(started, interval)), writer)
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--report-interval", type=float, default=120.0, help="seconds between report rounds"
     )
+    parser.add_argument("--cacert", default=None, help="CA file to trust for an https ingest")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -242,4 +246,5 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         duration=args.duration,
         report_interval=args.report_interval,
+        cacert=args.cacert,
     )

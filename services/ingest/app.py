@@ -21,18 +21,20 @@ from pydantic.json_schema import models_json_schema
 
 from schemas.models import FieldEvent, ReportEvent
 from services.common import gctune
+from services.common.audit import AuditLog
 from services.common.auth import TokenStore
 from services.common.catalogue import Catalogue
 from services.common.http import add_common_routes, install_error_handlers
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
+from services.common.ratelimit import RateLimiter
+from services.common.security import SecurityHeaders
 from services.common.settings import load_settings
 from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter
 from services.ingest.dedupe import Idempotency
 from services.ingest.metrics import RequestTimer
 from services.ingest.producer import KafkaGate
-from services.ingest.ratelimit import RateLimiter
 from services.ingest.routes import ROUTES, Ingest, router
 from services.ingest.settings import IngestSettings
 
@@ -47,6 +49,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
     )
     topics = Topics(settings.topic_prefix)
+    audit = AuditLog("ingest", topics.audit, lambda: make_producer(settings, linger_ms=5))
     idempotency = Idempotency(settings.dedupe_size, settings.dedupe_ttl_seconds)
     gate = KafkaGate(
         # Retries inside aiokafka stay within the request's deadline budget: the
@@ -77,6 +80,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(gate.keep_alive(), name="kafka-gate"),
             asyncio.create_task(ingest.dead_letters.run(), name="dead-letters"),
+            asyncio.create_task(audit.run(), name="audit"),
         ]
         try:
             yield
@@ -87,6 +91,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await gate.stop()
+            tokens.flush_last_used()
             restore_gc()
 
     app = FastAPI(
@@ -100,10 +105,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.catalogue = catalogue
     app.state.tokens = tokens
     app.state.auth_enabled = settings.auth_enabled
+    app.state.audit = audit
+    app.state.on_refused = audit.refused
     install_error_handlers(app)
     add_common_routes(app, ready=lambda: gate.ready)
     app.include_router(router)
     app.add_middleware(RequestTimer, routes=ROUTES)
+    app.add_middleware(SecurityHeaders, max_query_bytes=settings.max_query_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.models import KINDS
 from services.ingest.validation import Problem
 
 ACCEPTED = Counter(
@@ -43,6 +44,15 @@ REQUEST_SECONDS = Histogram(
     ["route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Series for every bounded label value from the start, so rates read 0, not "no
+# data", before the first event of a kind or the first refusal for a reason.
+REJECTION_REASONS = ("body", "personal_data", "section", "future", "too_old", "schema")
+for _kind in KINDS:
+    ACCEPTED.labels(_kind)
+    DUPLICATE.labels(_kind)
+for _reason in REJECTION_REASONS:
+    REJECTED.labels(_reason)
+
 BATCH_SIZE = Histogram(
     "bw_ingest_batch_events",
     "Items per request",

@@ -32,6 +32,7 @@ from prometheus_client import Histogram
 from pydantic import TypeAdapter
 
 from schemas.models import FieldEvent
+from services.common.headers import received_header
 from services.ingest.errors import BrokerUnavailable
 
 __all__ = ["BrokerUnavailable", "KafkaGate", "Outgoing", "batch_records", "section_records"]
@@ -56,6 +57,9 @@ class Outgoing:
     value: bytes
     timestamp_ms: int
     ids: tuple[str, ...]
+    # When the request carrying it arrived (Unix s); sent as the bw-received-ms
+    # header so the aggregator can measure ingest -> state published. None: now.
+    received_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,14 +219,17 @@ class KafkaGate:
             raise BrokerUnavailable("not connected to Kafka yet")
         sent: list[tuple[Outgoing, asyncio.Future[Any]]] = []
         error: BaseException | None = None
+        now = time.time()
         try:
             async with asyncio.timeout_at(deadline):
                 for record in records:
+                    received = now if record.received_at is None else record.received_at
                     future = await producer.send(
                         record.topic,
                         value=record.value,
                         key=record.key,
                         timestamp_ms=record.timestamp_ms,
+                        headers=[received_header(received)],
                     )
                     sent.append((record, future))
                 # asyncio.wait never cancels the futures: a late ack is still seen.

@@ -22,9 +22,11 @@ from fastapi.responses import Response
 from prometheus_client import Counter
 from pydantic import TypeAdapter
 
-from schemas.models import ReportEvent
+from schemas.models import AuditAction, ReportEvent
+from services.common.audit import actor_of
 from services.common.auth import Principal, require
 from services.common.http import JSONBytes
+from services.common.ratelimit import RateLimiter
 from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter, dead_letter, read_recent
 from services.ingest.dedupe import Idempotency
@@ -42,7 +44,6 @@ from services.ingest.metrics import (
     count_rejections,
 )
 from services.ingest.producer import KafkaGate, Outgoing, section_records
-from services.ingest.ratelimit import RateLimiter
 from services.ingest.responses import DeadLetters, ErrorBody, FieldEventsResult, ReportsResult
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
@@ -416,6 +417,7 @@ async def post_field_events(
     # orjson writes UUIDs in canonical form ~8x faster than str(uuid) in a loop.
     keys: list[str] = orjson.loads(orjson.dumps([e.event_id for e in events]))
     topic = ingest.topics.field_events
+    received_at = intake.received_at.timestamp()
 
     def records_for(new: list[int]) -> list[Outgoing]:
         records = section_records(
@@ -428,6 +430,7 @@ async def post_field_events(
                 r.value,
                 r.timestamp_ms,
                 tuple(keys[new[i]] for i in r.positions),
+                received_at,
             )
             for r in records
         ]
@@ -485,6 +488,7 @@ async def post_reports(
                 _REPORT.dump_json(reports[p], exclude_none=True),
                 arrival_ms,
                 (keys[p],),
+                intake.received_at.timestamp(),
             )
             for p in new
         ]
@@ -537,4 +541,12 @@ async def get_dead_letters(
         return _unavailable(timed_out, "Kafka did not answer in time")
     except BrokerUnavailable as exc:
         return _unavailable(exc, "Kafka did not answer in time")
+    # Dead letters hold what field units sent: who read them goes in the audit trail.
+    request.app.state.audit.record(
+        AuditAction.dead_letter_read,
+        actor_of(principal),
+        target=DEAD_LETTER,
+        client=request.client.host if request.client else None,
+        detail={"limit": limit, "returned": len(items)},
+    )
     return JSONBytes({"items": items})

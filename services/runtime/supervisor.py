@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,6 +35,8 @@ class Child:
     env: dict[str, str]
     log_path: Path
     ready_url: str | None = None
+    # The CA that signed the child's TLS certificate (an https ready_url).
+    ready_cafile: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -59,8 +62,13 @@ class Child:
     def is_ready(self) -> bool:
         if self.ready_url is None:
             return self.exited() is None
+        context = (
+            ssl.create_default_context(cafile=str(self.ready_cafile))
+            if self.ready_cafile is not None
+            else None
+        )
         try:
-            with urllib.request.urlopen(self.ready_url, timeout=1.0) as resp:
+            with urllib.request.urlopen(self.ready_url, timeout=1.0, context=context) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False

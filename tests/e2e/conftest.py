@@ -43,6 +43,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+CSP_VIOLATION = "CSP violation:"
+CSP_LISTENER = (
+    "document.addEventListener('securitypolicyviolation', (e) => console.error("
+    f"'{CSP_VIOLATION} ' + e.violatedDirective + ' ' + e.blockedURI));"
+)
+
+
 class ApiServer:
     """The real API app under uvicorn (in a thread) on a fixed free 127.0.0.1 port.
 
@@ -136,14 +143,27 @@ def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
     except ImportError:
         pytest.fail("the browser test needs the `playwright` Python package (dev extra)")
     errors: list[str] = []
+    violations: list[str] = []
+
+    def on_console(message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or text.startswith(CSP_VIOLATION):
+            violations.append(text)
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1920, "height": 1080})
             context.set_default_timeout(15_000)
+            # Every CSP violation the page hits is reported on the console (Chromium
+            # also logs each refusal itself); any of them fails the test.
+            context.add_init_script(CSP_LISTENER)
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", on_console)
+            page.csp_violations = violations  # type: ignore[attr-defined]
             yield page
         finally:
             browser.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert violations == [], f"Content-Security-Policy violations: {violations}"

@@ -26,7 +26,13 @@ from fastapi.testclient import TestClient
 
 from schemas.models import KINDS
 from services.aggregator.rules import load_rules
-from services.aggregator.state import BatchOutcome, Engine, SectionAggregate, id_hash
+from services.aggregator.state import (
+    BatchOutcome,
+    Engine,
+    SectionAggregate,
+    id_hash,
+    restore_all,
+)
 from services.common.catalogue import Catalogue
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import DEFAULT_CONFIG_DIR
@@ -198,10 +204,12 @@ def _uncounted_records(dep: Deployment, sections: set[str]) -> dict[str, Any]:
     """Per section: the input records (partition, offset, events, uncounted) holding
     events whose id is not in the section's final aggregate, and the input offsets
     that aggregate says it reflects."""
-    final: dict[str, SectionAggregate] = {}
-    for r in _read_all(dep, f"{dep.app_id}-section-aggregates-changelog"):
-        if r.value is not None and r.key.decode() in sections:
-            final[r.key.decode()] = SectionAggregate.from_bytes(r.value)
+    records = _read_all(dep, f"{dep.app_id}-section-aggregates-changelog")
+    final = {
+        agg.section_id: agg
+        for agg in restore_all((r.key, r.value) for r in records)
+        if agg.section_id in sections
+    }
     out: dict[str, Any] = {
         sid: {"offsets": agg.offsets, "records": []} for sid, agg in final.items()
     }

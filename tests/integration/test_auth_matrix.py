@@ -1,24 +1,48 @@
-"""Every ingest route x (no token, wrong token, token without the scope, right token).
+"""Every ingest and API route and feed x (no token, wrong token, expired, revoked and
+rotated tokens, token without the scope, right token).
 
-401 without a token or with a wrong one, 403 with a real token that lacks the
-route's scope, 2xx with the right one; nothing refused reaches Kafka.
+401 without a token or with a wrong, expired, revoked or rotated-away one, 403 with
+a real token that lacks the route's scope, 2xx with the right one; nothing refused
+reaches Kafka. Revocation and rotation happen while the services run: they must
+refuse the token within 5 s without a restart, and close its open feeds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import trustme
+import websockets
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.common.auth import SCOPES, create_token, hash_token
+from schemas.models import AuditRecord
+from services.cli import main as cli_main
+from services.common.auth import SCOPES, create_token, hash_token, revoke_token, rotate_token
 from services.ingest.app import create_app
-from tests.integration.conftest import wait_until
+from services.ingest.settings import IngestSettings
+from services.runtime.broker import free_port, tail
+from tests.integration.conftest import REPO, Deployment, wait_until
+from tests.integration.test_api import ROUTES as API_ROUTES
+from tests.integration.test_api import ApiProcess, _alert, _state, produce
 from tests.integration.test_ingest import (
     bearer,
     event_ids_in,
@@ -61,13 +85,28 @@ def matrix(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mat
     settings, common, _ = open_door(kafka, workdir)
     tokens_file = workdir / "matrix-tokens.json"
     tokens = {}
+    soon = datetime.now(UTC) + timedelta(seconds=2)
     for route in ROUTES:
         tokens["right:" + route.scope] = create_token(tokens_file, [route.scope])
         others = [s for s in SCOPES if s != route.scope]
         tokens["lacking:" + route.scope] = create_token(tokens_file, others)
+        tokens["expired:" + route.scope] = create_token(tokens_file, [route.scope], "", soon)
+        tokens["revoked:" + route.scope] = create_token(tokens_file, [route.scope])
+        tokens["rotated:" + route.scope] = create_token(tokens_file, [route.scope])
     settings = settings.model_copy(update={"tokens_file": tokens_file})
     with TestClient(create_app(settings)) as client:
         wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
+        # While ingest runs: revoke, rotate, let the short-lived ones expire.
+        for route in ROUTES:
+            for case in ("revoked", "rotated"):
+                token = tokens[f"{case}:{route.scope}"]
+                assert (
+                    client.request(route.method, route.path, headers=bearer(token)).status_code
+                    != 401
+                )
+            revoke_token(tokens_file, tokens["revoked:" + route.scope].split("_")[1])
+            rotate_token(tokens_file, tokens["rotated:" + route.scope].split("_")[1])
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 1.1)
         yield Matrix(
             client,
             tokens,
@@ -86,6 +125,9 @@ def _headers(case: str, route: Route, tokens: dict[str, str]) -> dict[str, str]:
         "not-a-token": bearer("hello"),
         "basic-scheme": {"Authorization": "Basic dXNlcjpwYXNz"},
         "lacking-scope": bearer(tokens["lacking:" + route.scope]),
+        "expired": bearer(tokens["expired:" + route.scope]),
+        "revoked": bearer(tokens["revoked:" + route.scope]),
+        "rotated-old-secret": bearer(tokens["rotated:" + route.scope]),
         "right": bearer(right),
     }[case]
 
@@ -97,6 +139,9 @@ EXPECTED = {
     "not-a-token": 401,
     "basic-scheme": 401,
     "lacking-scope": 403,
+    "expired": 401,
+    "revoked": 401,
+    "rotated-old-secret": 401,
     "right": None,  # the route's success status
 }
 
@@ -152,3 +197,477 @@ def test_tokens_from_bw_tokens_are_honoured(kafka: str, tmp_path: Path) -> None:
 
     assert ok.status_code == 202, ok.text
     assert forbidden.status_code == 403
+
+
+# --- the API: every route and feed with expired, revoked and rotated tokens -----------
+
+
+def _ws_close_code(url: str, token: str) -> int | str:
+    async def run() -> int | str:
+        try:
+            async with websockets.connect(url, subprotocols=[websockets.Subprotocol(token)]) as ws:
+                first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                return str(first["messages"][0]["type"])
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else -1
+
+    return asyncio.run(run())
+
+
+def test_api_refuses_expired_revoked_and_rotated_tokens_without_restart(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    scopes = ["read", "ack"]
+    expiring = create_token(tokens_file, scopes, "expiring", soon)
+    revoked = create_token(tokens_file, scopes, "to revoke")
+    rotated = create_token(tokens_file, scopes, "to rotate")
+    produce(deployment, [_state("LV-KRA", 1)], [_alert("LV-KRA", 1, "firing")])
+    api = ApiProcess(deployment, tokens_file, tmp_path)
+    try:
+        api.wait_ready()
+
+        async def open_feeds() -> dict[str, float | int]:
+            """Open a feed per token, then revoke/rotate; when each is closed, and how."""
+            sockets = {}
+            for name, token in (("revoked", revoked), ("rotated", rotated)):
+                ws = await websockets.connect(
+                    api.ws + "/ws/feed", subprotocols=[websockets.Subprotocol(token)]
+                )
+                await asyncio.wait_for(ws.recv(), timeout=5)  # the snapshot
+                sockets[name] = ws
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            revoke_token(tokens_file, revoked.split("_")[1])
+            rotate_token(tokens_file, rotated.split("_")[1])
+            out: dict[str, float | int] = {}
+            for name, ws in sockets.items():
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), timeout=10)
+                out[name + ":code"] = ws.close_code or -1
+                out[name + ":after"] = loop.time() - t0
+            return out
+
+        closed = asyncio.run(open_feeds())
+        for name in ("revoked", "rotated"):
+            assert closed[name + ":code"] == 4401, closed
+            assert closed[name + ":after"] < 5.0, closed
+        print(
+            f"\n[figure] open feed closed after revoke: {closed['revoked:after']:.2f}s, "
+            f"after rotate: {closed['rotated:after']:.2f}s"
+        )
+
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
+        for label, token in (("expired", expiring), ("revoked", revoked), ("rotated", rotated)):
+            for method, path, _scope in API_ROUTES:
+                body = {"by": "duty officer"} if method == "POST" else None
+                status, detail = api.request(path, token, body)
+                assert status == 401, (label, method, path, status, detail)
+            for feed in ("/ws/feed", "/ws/alerts"):
+                assert _ws_close_code(api.ws + feed, token) == 4401, (label, feed)
+        status, detail = api.request("/api/v1/sections", expiring)
+        assert detail["detail"] == "this bearer token is expired"
+
+        # The rotated token's new secret works everywhere, with the same identity.
+        token_id = rotated.split("_")[1]
+        new, _ = rotate_token(tokens_file, token_id)
+        wait_until(
+            lambda: api.request("/api/v1/sections", new)[0] == 200, 5, "the new secret accepted"
+        )
+        for method, path, _scope in API_ROUTES:
+            if path.startswith("/sse/"):
+                continue
+            body = {"by": "duty officer"} if method == "POST" else None
+            status, _ = api.request(path, new, body)
+            assert status in (200, 202), (method, path, status)
+        assert _ws_close_code(api.ws + "/ws/alerts", new) == "snapshot"
+    finally:
+        api.stop()
+
+
+# --- abuse limits on the API -----------------------------------------------------------
+
+
+def test_api_rate_limits_rest_caps_feeds_per_token_and_bounds_queries(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    busy = create_token(tokens_file, ["read"], "busy")
+    other = create_token(tokens_file, ["read"], "other")
+    api = ApiProcess(
+        deployment,
+        tokens_file,
+        tmp_path,
+        BW_RATE_LIMIT_PER_SECOND="0.2",  # one more every 5 s: robust on a busy machine
+        BW_RATE_LIMIT_BURST="5",
+        BW_FEED_MAX_PER_TOKEN="2",
+    )
+    try:
+        api.wait_ready()
+        statuses = [api.request("/api/v1/sections", busy)[0] for _ in range(8)]
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:], statuses
+        req = urllib.request.Request(
+            api.url + "/api/v1/sections", headers={"Authorization": f"Bearer {busy}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 429
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        assert "requests/s with this token" in orjson.loads(refused.value.read())["detail"]
+        # Another token has its own bucket.
+        assert api.request("/api/v1/sections", other)[0] == 200
+        with urllib.request.urlopen(api.url + "/metrics", timeout=5) as resp:
+            limited = re.search(rb"^bw_api_rate_limited_total (\S+)$", resp.read(), re.M)
+        assert limited is not None and float(limited.group(1)) >= 2
+
+        async def feeds() -> list[int | str]:
+            proto = [websockets.Subprotocol(other)]
+            first = await websockets.connect(api.ws + "/ws/feed", subprotocols=proto)
+            second = await websockets.connect(api.ws + "/ws/alerts", subprotocols=proto)
+            try:
+                for ws in (first, second):
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+                third = await asyncio.to_thread(_ws_close_code, api.ws + "/ws/feed", other)
+                sse = urllib.request.Request(
+                    api.url + "/sse/alerts", headers={"Authorization": f"Bearer {other}"}
+                )
+                try:
+                    await asyncio.to_thread(urllib.request.urlopen, sse, timeout=5)
+                    sse_status: int | str = 200
+                except urllib.error.HTTPError as err:
+                    sse_status = err.code
+            finally:
+                await first.close()
+                await second.close()
+            await asyncio.sleep(0.5)
+            after = await asyncio.to_thread(_ws_close_code, api.ws + "/ws/feed", other)
+            return [third, sse_status, after]
+
+        third, sse_status, after = asyncio.run(feeds())
+        assert third == 4429  # a third feed of the same token
+        assert sse_status == 429
+        assert after == "snapshot"  # closing frees the slots
+
+        long_query = "?section=" + "A" * 8192
+        status, body = api.request("/api/v1/alerts" + long_query, other)
+        assert status == 414, body
+        assert "query string" in body["detail"]
+        # Over BW_MAX_QUERY_BYTES: refused before the handshake (HTTP 403).
+        with pytest.raises(websockets.InvalidStatus) as invalid:
+            asyncio.run(_open(api.ws + "/ws/feed?token=" + other + "&x=" + "b" * 6000))
+        assert invalid.value.response.status_code == 403
+        # 8 kB: the request line is beyond what the WebSocket server reads at all; no
+        # session either way.
+        with pytest.raises((websockets.InvalidStatus, websockets.InvalidMessage, TimeoutError)):
+            asyncio.run(_open(api.ws + "/ws/feed?token=" + other + "&x=" + "b" * 8192))
+    finally:
+        api.stop()
+
+
+async def _open(url: str) -> None:
+    async with websockets.connect(url, open_timeout=3):
+        pass
+
+
+# --- the audit trail -------------------------------------------------------------------
+
+
+def test_every_audited_action_is_on_the_audit_topic_and_readable_by_admins(
+    deployment: Deployment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    admin = create_token(tokens_file, ["admin", "read"], "audit desk")
+    acker = create_token(tokens_file, ["read", "ack"], "LV duty desk")
+    produce(deployment, [_state("LV-KRA", 1)], [_alert("LV-KRA", 1, "firing")])
+    api = ApiProcess(deployment, tokens_file, tmp_path)
+    ingest_settings = IngestSettings(
+        kafka_bootstrap=deployment.bootstrap,
+        topic_prefix=deployment.prefix,
+        tokens_file=tokens_file,
+        rate_limit_per_second=0,
+    )
+    try:
+        api.wait_ready()
+        with TestClient(create_app(ingest_settings)) as ingest:
+            wait_until(lambda: ingest.get("/readyz").status_code == 200, 30, "ingest ready")
+
+            # Token changes through the command, which sends its record to Kafka.
+            monkeypatch.setenv("BW_KAFKA_BOOTSTRAP", deployment.bootstrap)
+            monkeypatch.setenv("BW_TOPIC_PREFIX", deployment.prefix)
+            cli = ["--tokens-file", str(tokens_file)]
+            for argv in (["create", "--scopes", "read", "--label", "temp", *cli],):
+                with pytest.raises(SystemExit):
+                    cli_main(["token", *argv])
+            created = capsys.readouterr().out.strip()
+            temp_id = created.split("_")[1]
+            for argv in (["rotate", temp_id, *cli], ["revoke", temp_id, *cli]):
+                with pytest.raises(SystemExit) as done:
+                    cli_main(["token", *argv])
+                assert done.value.code == 0
+            rotated = capsys.readouterr().out.splitlines()[0]
+
+            # A dead-letter read, refused attempts on both services, an ack.
+            assert ingest.get("/v1/dead-letter?limit=5", headers=bearer(admin)).status_code == 200
+            for _ in range(30):
+                refused_status = ingest.get("/v1/dead-letter", headers=bearer("bw_feed0000_x"))
+                assert refused_status.status_code == 401
+            time.sleep(1.2)  # the refusal budget refills: the next record says what it skipped
+            assert ingest.get("/v1/dead-letter", headers=bearer("bw_feed0000_y")).status_code == 401
+            assert api.request("/api/v1/sections", "bw_cafe0000_nope")[0] == 401
+            # Revoked since (the API sees the change within its 1 s reload period).
+            wait_until(
+                lambda: (
+                    api.request("/api/v1/sections", rotated)
+                    == (401, {"detail": "this bearer token is revoked"})
+                ),
+                5,
+                "the revoked token refused as revoked",
+            )
+            status, ack = api.request(
+                "/api/v1/alerts/crossings-24h.LV-KRA.1/ack", acker, {"by": "Ivan at the desk"}
+            )
+            assert status == 202, ack
+
+        acker_id = acker.split("_")[1]
+        assert (ack["token_id"], ack["token_label"], ack["by"]) == (
+            acker_id,
+            "LV duty desk",
+            "Ivan at the desk",
+        )
+        # Without a typed name the token's label is shown.
+        status, ack2 = api.request("/api/v1/alerts/crossings-24h.LV-KRA.1/ack", acker, {})
+        assert status == 202 and ack2["by"] == "LV duty desk"
+
+        def trail() -> list[dict[str, Any]]:
+            status, records = api.request("/api/v1/audit?limit=1000", admin)
+            assert status == 200, records
+            return list(records)
+
+        wanted = {"token.create", "token.rotate", "token.revoke", "dead_letter.read"}
+        wait_until(
+            lambda: (
+                wanted <= {r["action"] for r in trail()}
+                and {r["service"] for r in trail() if r["action"] == "auth.refused"}
+                >= {"ingest", "api"}
+            ),
+            15,
+            "every audited action on the audit topic",
+        )
+        records = trail()
+        by_action: dict[str, list[dict[str, Any]]] = {}
+        for rec in records:
+            by_action.setdefault(rec["action"], []).append(rec)
+        for action in ("token.create", "token.rotate", "token.revoke"):
+            [rec] = [r for r in by_action[action] if r["target"] == temp_id]
+            assert rec["service"] == "cli" and rec["actor"]["os_user"], rec
+        [read] = by_action["dead_letter.read"]
+        assert read["actor"] == {
+            "token_id": admin.split("_")[1],
+            "label": "audit desk",
+            "os_user": None,
+        }
+        assert read["detail"]["limit"] == 5
+        refused = by_action["auth.refused"]
+        reasons = {(r["service"], r["actor"]["token_id"], r["detail"]["reason"]) for r in refused}
+        assert ("ingest", "feed0000", "unknown") in reasons
+        assert ("api", "cafe0000", "unknown") in reasons
+        assert ("api", temp_id, "revoked") in reasons
+        # Refusals are rate-limited: 30 bad tries on ingest make at most the burst,
+        # and the count of the rest is kept once one more is recorded.
+        ingest_refusals = [r for r in refused if r["service"] == "ingest"]
+        assert 1 <= len(ingest_refusals) < 31
+        assert sum(int(r["detail"].get("suppressed") or 0) for r in ingest_refusals) >= 5
+        assert (
+            len(ingest_refusals)
+            + sum(int(r["detail"].get("suppressed") or 0) for r in ingest_refusals)
+            == 31
+        )
+        assert all(r["client"] for r in refused)
+
+        # Filters, and admins only.
+        status, only = api.request(f"/api/v1/audit?action=token.revoke&token_id={temp_id}", admin)
+        assert status == 200 and [r["action"] for r in only] == ["token.revoke"]
+        assert api.request("/api/v1/audit", acker)[0] == 403
+        assert api.request("/api/v1/audit", None)[0] == 401
+
+        # The topic itself: every record valid, and no secret anywhere in it.
+        raw = [
+            orjson.loads(r.value)
+            for r in read_topic(deployment.settings(), deployment.prefix + "audit", len(records))
+        ]
+        for rec in raw:
+            AuditRecord.model_validate(rec)
+        # Newest first = the reverse of the topic's (append) order.
+        assert [r["audit_id"] for r in records] == [
+            r["audit_id"] for r in reversed(raw[: len(records)])
+        ]
+        text = orjson.dumps(raw).decode()
+        for token in (admin, acker, created, rotated):
+            assert token.split("_", 2)[2] not in text
+        assert "sha256:" not in text
+    finally:
+        api.stop()
+
+
+# --- TLS and mutual TLS --------------------------------------------------------------
+
+
+class TlsService:
+    """``python -m services.<name>`` serving TLS, as deployed."""
+
+    def __init__(self, name: str, dep: Deployment, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        full = dep.env()
+        full.update({"BW_PORT": str(self.port), "BW_AUTH_ENABLED": "true", **env})
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env=full,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, context: ssl.SSLContext) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"service exited\n{tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1, context=context) as r:
+                    return bool(r.status == 200)
+            except (OSError, ssl.SSLError):
+                return False
+
+        wait_until(ready, 60, "TLS service ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _plain_http_fails(port: int) -> str:
+    """What a plain-HTTP request to a TLS port gets: never an HTTP answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError) as exc:
+            return type(exc).__name__
+    assert not data.startswith(b"HTTP/1.1 200"), data
+    return "closed" if not data else "not http"
+
+
+def test_api_and_ingest_over_tls_and_mutual_tls(deployment: Deployment, tmp_path: Path) -> None:
+    server_ca = trustme.CA()
+    field_ca = trustme.CA()  # signs the field units' client certificates
+    rogue_ca = trustme.CA()
+    cert = server_ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server-key.pem"))
+    field_ca.cert_pem.write_to_path(str(tmp_path / "field-ca.pem"))
+    tls_env = {
+        "BW_TLS_CERT_FILE": str(tmp_path / "server.pem"),
+        "BW_TLS_KEY_FILE": str(tmp_path / "server-key.pem"),
+    }
+    tokens_file = tmp_path / "tokens.json"
+    reader = create_token(tokens_file, ["read"], "tls reader")
+    unit = create_token(tokens_file, ["ingest:field"], "field unit 7")
+    env = {**tls_env, "BW_TOKENS_FILE": str(tokens_file)}
+    api = TlsService("api", deployment, tmp_path, env)
+    ingest = TlsService(
+        "ingest",
+        deployment,
+        tmp_path,
+        {**env, "BW_TLS_CLIENT_CA_FILE": str(tmp_path / "field-ca.pem")},
+    )
+    trusting = ssl.create_default_context()
+    server_ca.configure_trust(trusting)
+    with_unit_cert = ssl.create_default_context()
+    server_ca.configure_trust(with_unit_cert)
+    field_ca.issue_cert("field-unit-7.example").configure_cert(with_unit_cert)
+    with_rogue_cert = ssl.create_default_context()
+    server_ca.configure_trust(with_rogue_cert)
+    rogue_ca.issue_cert("field-unit-7.example").configure_cert(with_rogue_cert)
+    try:
+        api.wait_ready(trusting)
+        ingest.wait_ready(with_unit_cert)
+
+        # https with the CA trusted: the API answers, with HSTS and a wss connect-src.
+        req = urllib.request.Request(
+            api.url + "/api/v1/sections", headers={"Authorization": f"Bearer {reader}"}
+        )
+        with urllib.request.urlopen(req, timeout=5, context=trusting) as resp:
+            assert resp.status == 200
+            assert resp.headers["strict-transport-security"] == "max-age=31536000"
+            assert f"wss://127.0.0.1:{api.port}" in resp.headers["content-security-policy"]
+        # Not trusted: refused by the client. Plain HTTP: refused by the server.
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(api.url + "/healthz", timeout=5)
+        assert _plain_http_fails(api.port)
+        assert _plain_http_fails(ingest.port)
+
+        # The live feed over wss.
+        async def wss() -> str:
+            async with websockets.connect(
+                f"wss://127.0.0.1:{api.port}/ws/feed",
+                ssl=trusting,
+                subprotocols=[websockets.Subprotocol(reader)],
+            ) as ws:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                return str(frame["messages"][0]["type"])
+
+        assert asyncio.run(wss()) == "snapshot"
+
+        # Mutual TLS on ingest: a field unit's certificate from the field CA is let in...
+        post = urllib.request.Request(
+            ingest.url + "/v1/field-events",
+            data=orjson.dumps(field_event()),
+            headers={"Authorization": f"Bearer {unit}", "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(post, timeout=10, context=with_unit_cert) as resp:
+            assert resp.status == 202
+        # ...no certificate, or one from another CA, fails the handshake.
+        for context in (trusting, with_rogue_cert):
+            with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
+                with urllib.request.urlopen(post, timeout=10, context=context) as resp:
+                    resp.read()
+    finally:
+        api.stop()
+        ingest.stop()
+
+
+def test_bad_tls_settings_stop_start_up_naming_the_variable(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate", encoding="utf-8")
+    cases = [
+        ({"BW_TLS_CERT_FILE": str(junk)}, "give both or neither"),
+        (
+            {"BW_TLS_CERT_FILE": str(junk), "BW_TLS_KEY_FILE": str(tmp_path / "nope")},
+            "no such file",
+        ),
+        ({"BW_TLS_CERT_FILE": str(junk), "BW_TLS_KEY_FILE": str(junk)}, "BW_TLS_CERT_FILE"),
+    ]
+    for env, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.ingest"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("BW_")}, **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr, done.stderr

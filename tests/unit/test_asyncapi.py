@@ -54,6 +54,7 @@ TOPIC_CONTRACTS = {
     "alert-acks": ("alert-ack", "alert_id"),
     "report-analysis": ("report-analysis", "country"),
     "assessment": ("assessment", "country"),
+    "audit": ("audit", "action"),
 }
 
 
@@ -248,6 +249,12 @@ def test_every_service_is_said_to_produce_or_consume(doc: dict[str, Any]) -> Non
     assert by_topic["report-analysis"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["assessment"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["dead-letter"] >= {("ingest", "send")}
+    assert by_topic["audit"] >= {
+        ("ingest", "send"),
+        ("api", "send"),
+        ("api", "receive"),
+        ("cli", "send"),
+    }
     for feed in ("ws-feed", "ws-alerts", "sse-alerts"):
         assert by_topic[feed] == {("api", "send")}
 

@@ -9,6 +9,7 @@ the settings classes and the metrics the code defines.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "alerts.yml"
+RULE_FILES = [PROMETHEUS_DIR / n for n in ("alerts.yml", "recording.yml", "border-alerts.yml")]
+RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*test*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 # Which settings class reads a service's environment. `topics` runs the CLI,
@@ -200,6 +203,9 @@ def test_app_services_run_the_project_image(services: Services) -> None:
         assert command[:3] == ["uvicorn", f"{module}:create_app", "--factory"], command
         assert command[command.index("--host") + 1] == "0.0.0.0"
         assert int(command[command.index("--port") + 1]) == SERVICE_PORTS[name]
+        # A feed's ?token= would be in an access log line, and in uvicorn's info lines.
+        assert "--no-access-log" in command, command
+        assert command[command.index("--log-level") + 1] == "warning", command
     # The API runs with the flags it was measured with.
     api = _command(services["api"])
     assert " ".join(UVICORN_FLAGS) in " ".join(api), api
@@ -277,7 +283,10 @@ def test_kafka_is_apache_kafka_39_in_kraft_mode(
 # --- Prometheus ---------------------------------------------------------------
 
 
-_METRIC_DEFINITION = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"(bw_[a-z0-9_]+)\"")
+# prometheus_client constructors, and the families custom collectors build at scrape time.
+_METRIC_DEFINITION = re.compile(
+    r"\b(?:Counter|Gauge|Histogram|Summary)(?:MetricFamily)?\(\s*\"(bw_[a-z0-9_]+)\""
+)
 
 
 def _defined_metrics() -> set[str]:
@@ -290,7 +299,7 @@ def _defined_metrics() -> set[str]:
 
 def test_prometheus_scrapes_every_service_where_it_listens(services: Services) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
-    assert (PROMETHEUS_DIR / "alerts.yml").name in config["rule_files"]
+    assert config["rule_files"] == [f.name for f in RULE_FILES]
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS_DIR / rule_file).is_file(), rule_file
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -307,20 +316,52 @@ def test_prometheus_scrapes_every_service_where_it_listens(services: Services) -
             for t in sc["targets"]
         }
         assert (name, port) in targets, f"{name} job scrapes {targets}, expected {name}:{port}"
-    mounted = {str(v).split(":")[0] for v in services["prometheus"]["volumes"]}
-    assert {"./deploy/prometheus/prometheus.yml", "./deploy/prometheus/alerts.yml"} <= mounted
+    # Each file where prometheus.yml (in /etc/prometheus) finds it.
+    mounts = dict(str(v).split(":")[:2] for v in services["prometheus"]["volumes"])
+    config_arg = next(c for c in _command(services["prometheus"]) if c.startswith("--config.file="))
+    etc = Path(config_arg.split("=", 1)[1]).parent
+    for path in (PROMETHEUS_CONFIG, *RULE_FILES):
+        source = "./" + str(path.relative_to(ROOT))
+        assert mounts.get(source) == str(etc / path.name), f"{source} is not mounted in {etc}"
 
 
 RULE_KEYS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
 
 
+def _rules(*paths: Path) -> list[dict[str, Any]]:
+    return [
+        rule
+        for path in paths
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def _recorded() -> set[str]:
+    return {r["record"] for r in _rules(*RULE_FILES) if "record" in r}
+
+
+def test_recording_rules_follow_the_naming_convention_and_use_real_metrics() -> None:
+    defined = _defined_metrics()
+    recording = [r for r in _rules(*RULE_FILES) if "record" in r]
+    assert len(recording) >= 5
+    for rule in recording:
+        # level:metric:operations (Prometheus's convention), over a metric we define.
+        level, metric, ops = rule["record"].split(":")
+        assert level and ops and metric.startswith("bw_"), rule["record"]
+        used = {
+            re.sub(r"_(bucket|sum|count)$", "", m) if m not in defined else m
+            for m in re.findall(r"(?<![:\w])bw_[a-z0-9_]+", rule["expr"])
+        }
+        assert used <= defined, f"{rule['record']}: no such metric {sorted(used - defined)}"
+
+
 def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
-    rules_doc = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
-    rules = [rule for group in rules_doc["groups"] for rule in group["rules"]]
+    rules = [r for r in _rules(*RULE_FILES) if "alert" in r]
     assert len(rules) >= 2
     names = [rule["alert"] for rule in rules]
     assert len(names) == len(set(names)), f"duplicate alert names: {names}"
-    defined = _defined_metrics()
+    defined = _defined_metrics() | _recorded()
     assert "bw_ingest_events_accepted_total" in defined, "metric discovery found nothing"
     used: set[str] = set()
     for rule in rules:
@@ -334,7 +375,7 @@ def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
         # A histogram's series are its name plus _bucket, _sum or _count.
         metrics = {
             re.sub(r"_(bucket|sum|count)$", "", m) if m not in defined else m
-            for m in re.findall(r"\bbw_[a-z0-9_]+", expr)
+            for m in re.findall(r"(?:\b[a-z_]+:)?bw_[a-z0-9_]+(?::[a-z0-9_]+)?", expr)
         }
         assert metrics <= defined, f"{rule['alert']}: no such metric {sorted(metrics - defined)}"
         used |= metrics
@@ -342,6 +383,8 @@ def test_alert_rules_are_well_formed_and_use_real_metrics() -> None:
             used.add("up")
     assert "up" in used, "no rule notices a service that is down"
     assert {"bw_ingest_broker_unavailable_total", "bw_aggregator_events_counted_total"} <= used
+    # The border itself: a quiet section, a rising level.
+    assert {"section:bw_section_impact_level:max", "bw_section_sensor_types"} <= used
 
 
 def _check_with(tool: str, package: str, *args: str) -> None:
@@ -357,7 +400,30 @@ def _check_with(tool: str, package: str, *args: str) -> None:
 
 def test_promtool_accepts_prometheus_files() -> None:
     _check_with("promtool", "prometheus", "check", "config", str(PROMETHEUS_CONFIG))
-    _check_with("promtool", "prometheus", "check", "rules", str(ALERT_RULES))
+    _check_with("promtool", "prometheus", "check", "rules", *map(str, RULE_FILES))
+
+
+def test_rule_unit_tests_cover_every_rule_file() -> None:
+    assert {p.name for p in RULE_TESTS} >= {"border_test.yml", "health_test.yml"}
+    covered = {
+        (path.parent / f).resolve()
+        for path in RULE_TESTS
+        for f in yaml.safe_load(path.read_text(encoding="utf-8"))["rule_files"]
+    }
+    assert covered == {f.resolve() for f in RULE_FILES}
+    tested = {
+        t["alertname"]
+        for path in RULE_TESTS
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]
+        for t in case.get("alert_rule_test", [])
+    }
+    new_alerts = {r["alert"] for r in _rules(PROMETHEUS_DIR / "border-alerts.yml")}
+    assert new_alerts | {"AggregatorInputLagging", "PipelineSlow"} <= tested
+
+
+@pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
+def test_promtool_rule_unit_tests_pass(path: Path) -> None:
+    _check_with("promtool", "prometheus", "test", "rules", str(path))
 
 
 # --- Alertmanager ----------------------------------------------------------------
@@ -398,3 +464,70 @@ def test_alertmanager_routes_borderwatch_health_apart_from_section_alerts() -> N
 
 def test_amtool_accepts_the_alertmanager_config() -> None:
     _check_with("amtool", "prometheus-alertmanager", "check-config", str(ALERTMANAGER_CONFIG))
+
+
+# --- Grafana ----------------------------------------------------------------------
+
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Host path (relative to the repository) -> container path, for bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        parts = str(volume).split(":")
+        if parts[0].startswith("./"):
+            out[parts[0]] = parts[1]
+    return out
+
+
+def test_grafana_is_provisioned_from_the_repository(services: Services) -> None:
+    grafana = services["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana-oss:"), grafana["image"]
+    mounts = _mounts(grafana)
+    for source in mounts:
+        assert (ROOT / source).exists(), f"grafana mounts {source}, which does not exist"
+    provisioning = "/etc/grafana/provisioning"
+    assert mounts["./deploy/grafana/provisioning/datasources"] == f"{provisioning}/datasources"
+    assert mounts["./deploy/grafana/provisioning/dashboards"] == f"{provisioning}/dashboards"
+    # The file provider reads where the generated dashboards are mounted.
+    providers = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "borderwatch.yml").read_text("utf-8")
+    )["providers"]
+    paths = {p["options"]["path"] for p in providers if p["type"] == "file"}
+    assert paths == {mounts["./deploy/grafana/dashboards"]}
+    assert sorted((GRAFANA_DIR / "dashboards").glob("*.json")), "no dashboard files"
+    home = _environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "")
+    if home:
+        assert home.startswith(mounts["./deploy/grafana/dashboards"] + "/")
+        assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file(), home
+
+
+def test_grafana_reaches_prometheus_where_it_listens(services: Services) -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text("utf-8")
+    )["datasources"]
+    prom = [d for d in datasources if d["type"] == "prometheus"]
+    assert len(prom) == 1 and prom[0].get("uid"), "one Prometheus datasource with a fixed uid"
+    url = prom[0]["url"]
+    match = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url)
+    assert match, url
+    host, port = match.group(1), int(match.group(2))
+    assert host in services, f"datasource host {host!r} is not a compose service"
+    assert f"127.0.0.1:{port}/-/ready" in _healthcheck_text(services[host])
+    assert services["grafana"]["depends_on"][host]["condition"] == "service_healthy"
+    # Every dashboard query names that uid (the dashboards are generated with it).
+    for path in (GRAFANA_DIR / "dashboards").glob("*.json"):
+        uids = set(re.findall(r'"uid":\s*"([^"]+)"', path.read_text("utf-8"))) - {json_uid(path)}
+        assert uids == {prom[0]["uid"]}, f"{path.name} uses datasources {uids}"
+
+
+def json_uid(path: Path) -> str:
+    return str(json.loads(path.read_text("utf-8"))["uid"])
+
+
+def test_grafana_port_is_published_on_localhost_and_probed(services: Services) -> None:
+    grafana = services["grafana"]
+    assert "127.0.0.1:3000:3000" in [str(p) for p in grafana["ports"]]
+    assert "127.0.0.1:3000/api/health" in _healthcheck_text(grafana)
+    assert "grafana-data" in (yaml.safe_load(COMPOSE_FILE.read_text("utf-8"))["volumes"] or {})

@@ -158,3 +158,15 @@ def test_events_are_immutable() -> None:
 @pytest.mark.parametrize("key", ["faceImage", "phoneNumber", "firstName", "PassportNo"])
 def test_camel_case_personal_data_keys_are_refused(key: str) -> None:
     assert personal_data_reason(key) is not None
+
+
+def test_an_ack_never_carries_a_pasted_token() -> None:
+    from pydantic import ValidationError
+
+    from schemas.models import AckRequest
+
+    token = "bw_3fa85f64_" + "Zk9" * 11
+    for body in ({"by": "desk", "comment": f"use {token}"}, {"comment": token}):
+        with pytest.raises(ValidationError, match="looks like an access token"):
+            AckRequest.model_validate(body)
+    assert AckRequest.model_validate({"comment": "bw_ prefix alone is fine"}).by is None

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.rules import AnyRule, SilenceRule, SurgeRule, load_rules
-from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
+from services.aggregator.state import BatchOutcome, Engine, SectionAggregate, restore_all
 from services.common.catalogue import Catalogue, Section
 
 NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC).timestamp()
@@ -107,7 +107,7 @@ def test_a_redelivered_event_id_is_counted_once() -> None:
     engine.apply_record(agg, 0, 1, events, outcome)
     engine.apply_record(agg, 1, 5, events + _events("detection", NOW - 30), outcome)
     assert (outcome.counted, outcome.duplicates) == (3, 2)
-    again = SectionAggregate.from_bytes(agg.to_bytes())
+    again = next(restore_all(agg.writes()))
     engine.apply_record(again, 0, 9, events, outcome)
     assert outcome.duplicates == 4
     state = engine.refresh(again, NOW).state
@@ -121,7 +121,7 @@ def test_event_ids_are_forgotten_with_their_bucket() -> None:
     engine.refresh(agg, NOW)
     assert len(agg.seen) == 1
     engine.refresh(agg, NOW + 7 * 24 * HOUR + 2 * HOUR)
-    assert agg.seen == {} and agg.buckets == {}
+    assert agg.seen == set() and agg.buckets == {}
 
 
 # --- properties: dedupe and order ---------------------------------------------------

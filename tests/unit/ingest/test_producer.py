@@ -4,6 +4,7 @@ aiokafka's producer: these are the rules, the integration tests use real Kafka).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from schemas.models import FieldEvent, FieldEventBatch
+from services.common.headers import received_at
 from services.ingest.producer import BrokerUnavailable, KafkaGate, Outgoing, section_records
 from tests.unit.factories import NOW, field_event, iso
 
@@ -72,8 +74,10 @@ class FakeProducer:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.futures: list[asyncio.Future[Any]] = []
+        self.sent: list[dict[str, Any]] = []
 
-    async def send(self, topic: str, **_: Any) -> asyncio.Future[Any]:
+    async def send(self, topic: str, **kwargs: Any) -> asyncio.Future[Any]:
+        self.sent.append(kwargs)
         if self.mode == "refuse":
             raise KafkaConnectionError("no broker")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -106,6 +110,22 @@ async def test_acknowledged_records_settle_their_ids_as_acked() -> None:
     await gate.publish(_records(), asyncio.get_running_loop().time() + 1)
 
     assert settled == [(("a", "b"), True), (("c",), True)]
+
+
+async def test_every_record_carries_the_request_receive_time_header() -> None:
+    producer = FakeProducer("ack")
+    gate = _gate(producer, [])
+    stamped = Outgoing("t", b"LV-KRA", b"{}", 0, ("a",), received_at=1_700_000_000.1234)
+    before = time.time()
+
+    await gate.publish([stamped, *_records()], asyncio.get_running_loop().time() + 1)
+
+    headers = [dict(kw["headers"]) for kw in producer.sent]
+    assert headers[0] == {"bw-received-ms": b"1700000000123"}
+    # Without a receive time, the time of the produce call.
+    for h in headers[1:]:
+        assert before * 1000 - 1 <= int(h["bw-received-ms"]) <= time.time() * 1000 + 1
+    assert received_at(producer.sent[0]["headers"]) == 1_700_000_000.123
 
 
 async def test_no_ack_by_the_deadline_is_broker_unavailable_and_a_late_ack_still_counts() -> None:

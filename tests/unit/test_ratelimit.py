@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.ratelimit import RateLimiter
+from services.common.ratelimit import RateLimiter
 
 
 class Clock:

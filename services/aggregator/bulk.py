@@ -1,0 +1,198 @@
+"""Bulk delivery of the input topic's records to the counting task.
+
+faust-streaming 0.15.3 hands every record to its agents one at a time. Its
+consumer's drain loop awaits ``Service.wait_first(callback(message),
+suspend_flow.wait())`` per record, which creates four asyncio tasks each time;
+then the conductor takes a lock, decodes the record into an ``Event``, puts it on
+the agent's channel queue, and the stream takes it off again, runs its
+processors and acks it. On this 2-core machine that path tops out at ~4,500
+records/s even for an agent that does nothing (ARCHITECTURE.md, measured), so
+with one event per record (sensors post one event per request) no aggregator
+built on it can count 10,000 events/s.
+
+This module keeps Faust as the runtime (consumer group, assignment, table
+recovery, offset commits, flow control) and changes only how records of the
+*bulk topics* travel from the consumer to the code that counts them:
+
+- :func:`install` makes Faust build a consumer whose drain loop sets records of
+  a bulk topic aside in a :class:`BulkSink` (the same read-offset and gap
+  bookkeeping as Faust's own loop, ``track_message`` as the conductor does),
+  once per fetch instead of per record. Records of every other topic (table
+  changelogs) take Faust's own path unchanged.
+- The counting task takes them in batches (:meth:`BulkSink.take`) and acks each
+  record after handling it, as ``Stream.take_events`` did, so Faust's commits
+  still follow only what was handled.
+- The sink is a flow-controlled queue: Faust's rebalance clears it with the
+  channel queues (``flow_control.clear()``), and records are set aside only
+  while flow is active. A full sink holds the drain loop back (waiting with
+  ``suspend_flow`` like Faust's own loop), so a slow counter applies
+  back-pressure instead of growing memory.
+
+Call :func:`install` before the app creates its consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, cast
+
+import faust.transport.drivers.aiokafka as faust_aiokafka
+from faust.transport.consumer import CONSUMER_FETCHING
+
+log = logging.getLogger(__name__)
+
+
+class BulkSink:
+    """Records of the bulk topics, set aside by the drain loop for one taker."""
+
+    def __init__(self, max_pending: int = 50_000) -> None:
+        self.max_pending = max_pending
+        self._records: deque[Any] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.consumer: Any = None  # set by the drain loop (to untrack cleared records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def put(self, records: Iterable[Any]) -> None:
+        self._records.extend(records)
+        self._arrived.set()
+        if len(self._records) >= self.max_pending:
+            self._room.clear()
+
+    async def wait_for_room(self) -> None:
+        await self._room.wait()
+
+    async def take(self, most: int, within: float) -> list[Any]:
+        """At least one record, then what arrives within ``within`` seconds of the
+        first, up to ``most`` (all at once when a backlog is waiting)."""
+        while not self._records:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if len(self._records) < most:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + within
+            while len(self._records) < most:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+        n = min(most, len(self._records))
+        out = [self._records.popleft() for _ in range(n)]
+        if len(self._records) < self.max_pending:
+            self._room.set()
+        return out
+
+    def clear(self) -> None:
+        """Drop what is waiting (Faust's rebalance: the records are fetched again
+        from the committed offsets). Called by ``app.flow_control.clear()``."""
+        dropped = len(self._records)
+        if self.consumer is not None:
+            unacked = self.consumer._unacked_messages
+            for record in self._records:
+                unacked.discard(record)
+        self._records.clear()
+        self._room.set()
+        if dropped:
+            log.info("rebalance: %d input records set aside are dropped (fetched again)", dropped)
+
+
+_sinks: dict[str, BulkSink] = {}
+
+
+def install(topic: str, sink: BulkSink) -> None:
+    """Deliver ``topic``'s records to ``sink`` (idempotent; before the consumer exists)."""
+    _sinks[topic] = sink
+    faust_aiokafka.Transport.Consumer = BulkConsumer
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, with bulk topics set aside once per fetch."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - on Kafka
+        # Faust's loop (faust/transport/consumer.py, 0.15.3), with the bulk branch.
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        flow_control = self.app.flow_control
+        track = self.track_message
+        sinks = _sinks
+        for sink in sinks.values():
+            sink.consumer = self
+            flow_control.manage_queue(cast(Any, sink))
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                set_aside: dict[str, list[Any]] = {}
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset:
+                                if acks_enabled_for(message.topic):
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None:
+                                if self._n_acked >= commit_every:
+                                    self._n_acked = 0
+                                    await self.commit()
+                            if message.topic in sinks:
+                                if not flow_control.is_active():
+                                    await self.wait_first(
+                                        flow_control.acquire(), self.suspend_flow.wait()
+                                    )
+                                if self.suspend_flow.is_set():
+                                    set_read_offset(tp, offset)
+                                    continue  # dropped, as Faust's own path drops it
+                                track(message)
+                                set_aside.setdefault(message.topic, []).append(message)
+                            else:
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                    for topic, messages in set_aside.items():
+                        sink = sinks[topic]
+                        sink.put(messages)
+                        if len(sink) >= sink.max_pending:
+                            await self.wait_first(sink.wait_for_room(), self.suspend_flow.wait())
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
