@@ -54,6 +54,7 @@ bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
+	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.metrics
 
 .PHONY: help install system-deps run test unit lint typecheck schemas audit dashboards bench

@@ -16,9 +16,11 @@ from schemas.models import (
     Alert,
     AlertAck,
     AuditRecord,
+    CountryAssessment,
     DeadLetter,
     FieldEvent,
     FieldEventBatch,
+    ReportAnalysis,
     ReportEvent,
     SectionState,
 )
@@ -32,6 +34,8 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "alert": Alert,
     "alert-ack": AlertAck,
     "report-event": ReportEvent,
+    "report-analysis": ReportAnalysis,
+    "assessment": CountryAssessment,
     "dead-letter": DeadLetter,
     "audit": AuditRecord,
 }

@@ -391,6 +391,227 @@ class ReportEvent(_Strict):
         return value
 
 
+# --- Report analysis (``bw.report-analysis``) -------------------------------------
+
+
+class FigureMetric(StrEnum):
+    """What a figure counts: one of the six event kinds, or personnel deployed."""
+
+    detection = "detection"
+    crossing_attempt = "crossing_attempt"
+    apprehension = "apprehension"
+    incident = "incident"
+    military_activity = "military_activity"
+    humanitarian = "humanitarian"
+    personnel_deployed = "personnel_deployed"
+
+
+class FigureQualifier(StrEnum):
+    """How the report qualifies the number; ``none`` is "no attempts recorded" (value 0)."""
+
+    exact = "exact"
+    more_than = "more_than"
+    about = "about"
+    at_most = "at_most"
+    none = "none"
+
+
+class FigureSource(StrEnum):
+    """``feed``: supplied in the report event's ``figures`` (wins); ``text``: read from the text."""
+
+    feed = "feed"
+    text = "text"
+
+
+class ReportSignalName(StrEnum):
+    """A signal tag read from a report's text."""
+
+    military_activity = "military_activity"
+    incident = "incident"
+    disinformation = "disinformation"
+    intelligence_activity = "intelligence_activity"
+    humanitarian_concern = "humanitarian_concern"
+    hybrid_threat = "hybrid_threat"
+    state_of_emergency = "state_of_emergency"
+    closure_considered = "closure_considered"
+    closure_declared = "closure_declared"
+    reinforcement = "reinforcement"
+
+
+Area = Annotated[
+    str,
+    StringConstraints(pattern=r"^(?:[A-Z]{2}|EU-BY)$"),
+    Field(description="`LV`, `LT`, `PL`, or `EU-BY` for the whole EU-Belarus border."),
+]
+Span = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(
+        min_length=2,
+        max_length=2,
+        description="Character offsets [start, end) into the report's text (NFC).",
+    ),
+]
+
+
+class FigurePeriod(_Strict):
+    """The period a figure covers, resolved against ``published_at`` in the country's time
+    zone; it never ends after publication. ``start``/``end`` are null when unknown."""
+
+    label: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^(?:day|weekend|week|month|year|cumulative|unknown|[0-9]{1,3} days)$"
+        ),
+        Field(
+            description="`day`, `weekend`, `week`, `month`, `year`, `N days`, `cumulative`, `unknown`."
+        ),
+    ]
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+
+
+class AnalysedFigure(_Strict):
+    """One figure of a report: who (area), what (metric), how many, over which period, and
+    the sentence it came from."""
+
+    area: Area
+    metric: FigureMetric
+    value: int = Field(ge=0, le=1_000_000)
+    qualifier: FigureQualifier
+    period: FigurePeriod
+    evidence: Annotated[str, StringConstraints(max_length=1000)] = Field(
+        description="The sentence the figure was read from; empty for a feed figure."
+    )
+    span: Span | None = Field(None, description="Where the number stands in the text.")
+    source: FigureSource
+
+
+class AnalysedSignal(_Strict):
+    """One signal tag of a report, with its area and evidence sentence."""
+
+    signal: ReportSignalName
+    area: Area
+    evidence: Annotated[str, StringConstraints(max_length=1000)]
+    span: Span | None = None
+
+
+class ReportAnalysis(_Strict):
+    """The analysis of one report, on ``bw.report-analysis`` (key = ``country``): its
+    figures and signals, the language it was read in, and the extractor version."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "report_id": "vpd-lv-2026-11-22-01",
+                    "country": "LV",
+                    "published_at": "2026-11-22T09:00:00+02:00",
+                    "source_type": "official",
+                    "language": "lv",
+                    "extractor": "bw-reports/1.0.0",
+                    "analysed_at": "2026-11-22T09:00:01+00:00",
+                    "figures": [
+                        {
+                            "area": "LV",
+                            "metric": "crossing_attempt",
+                            "value": 57,
+                            "qualifier": "exact",
+                            "period": {
+                                "label": "day",
+                                "start": "2026-11-21T09:00:00+02:00",
+                                "end": "2026-11-22T09:00:00+02:00",
+                            },
+                            "evidence": "Pēdējās diennakts laikā atturētas 57 personas.",
+                            "span": [34, 36],
+                            "source": "text",
+                        }
+                    ],
+                    "signals": [],
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = 1
+    report_id: str = Field(min_length=1, max_length=128)
+    country: CountryCode
+    published_at: AwareDatetime
+    source_type: ReportSourceType
+    language: str | None = Field(
+        description="The language the text was read in (en, pl, lv, lt); null when none applies."
+    )
+    extractor: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="Version of the extractor and its rule packs."
+    )
+    analysed_at: AwareDatetime
+    figures: list[AnalysedFigure] = Field(default_factory=list, max_length=64)
+    signals: list[AnalysedSignal] = Field(default_factory=list, max_length=64)
+
+
+# --- Closure-criteria assessment (``bw.assessment``) -------------------------------
+
+
+class FactorLevel(StrEnum):
+    none = "none"
+    low = "low"
+    elevated = "elevated"
+    high = "high"
+    critical = "critical"
+
+
+class AssessmentFactorName(StrEnum):
+    """The criteria governments weigh before restricting or closing a border."""
+
+    military_risk = "military_risk"
+    intelligence_activity = "intelligence_activity"
+    disinformation = "disinformation"
+    border_incidents = "border_incidents"
+    migration_pressure = "migration_pressure"
+    humanitarian_situation = "humanitarian_situation"
+
+
+class AssessmentStage(StrEnum):
+    """The range of measures the criteria met correspond to (decision support only)."""
+
+    monitoring = "monitoring"
+    restrictions = "restrictions"
+    crossing_point_closure = "crossing_point_closure"
+    full_closure_criteria_met = "full_closure_criteria_met"
+
+
+class FactorEvidence(_Strict):
+    reports: list[str] = Field(default_factory=list, max_length=20, description="Report ids.")
+    alerts: list[str] = Field(default_factory=list, max_length=20, description="Alert ids.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Field counts used.")
+
+
+class AssessmentFactor(_Strict):
+    factor: AssessmentFactorName
+    level: FactorLevel
+    score: float = Field(ge=0)
+    evidence: FactorEvidence
+
+
+class CountryAssessment(_Strict):
+    """The closure-criteria assessment of one country, on ``bw.assessment`` (key =
+    ``country``, compacted): a level per factor with its evidence, and the stage. It
+    says which criteria are met; it never says what to decide."""
+
+    schema_version: Literal[1] = 1
+    country: CountryCode
+    stage: AssessmentStage
+    summary: Annotated[str, StringConstraints(max_length=1000)]
+    factors: list[AssessmentFactor] = Field(min_length=6, max_length=6)
+    measures_reported: list[str] = Field(
+        default_factory=list,
+        description="Measures the reports mention (state of emergency, closures).",
+    )
+    assessed_at: AwareDatetime
+
+
 # --- Dead letters (``bw.dead-letter``) --------------------------------------------
 
 

@@ -13,7 +13,12 @@ from services.common.errors import ConfigError
 
 def main() -> None:
     try:
-        from services.aggregator import agents
+        # Each module registers its agents and timers on the one Faust app.
+        from services.aggregator import (  # noqa: F401
+            agents,
+            assess_agent,
+            reports_agent,
+        )
     except ConfigError as exc:
         print(f"borderwatch aggregator: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

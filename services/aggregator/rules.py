@@ -27,6 +27,7 @@ from services.aggregator import windows
 from services.aggregator.windows import parse_duration
 from services.common.catalogue import Section
 from services.common.yamlconfig import load_entries
+from services.reports.discrepancy import DiscrepancyRule
 
 
 class _RuleBase(BaseModel):
@@ -260,14 +261,28 @@ class SilenceRule(_RuleBase):
 Rule = ThresholdRule | AnyRule | SurgeRule | SilenceRule
 
 
-class _RuleEntry(RootModel[Annotated[Rule, Field(discriminator="type")]]):
+class _RuleEntry(RootModel[Annotated[Rule | DiscrepancyRule, Field(discriminator="type")]]):
     @property
     def id(self) -> str:
         return self.root.id
 
 
 def load_rules(path: Path) -> list[Rule]:
-    return [entry.root for entry in load_entries(path, "rules", _RuleEntry)]
+    """The per-section rules of ``path`` (what the section engine evaluates)."""
+    return [
+        entry.root
+        for entry in load_entries(path, "rules", _RuleEntry)
+        if not isinstance(entry.root, DiscrepancyRule)
+    ]
+
+
+def load_discrepancy_rules(path: Path) -> list[DiscrepancyRule]:
+    """The ``report_discrepancy`` rules of ``path`` (official figures vs field counts)."""
+    return [
+        entry.root
+        for entry in load_entries(path, "rules", _RuleEntry)
+        if isinstance(entry.root, DiscrepancyRule)
+    ]
 
 
 def level_for(

@@ -24,6 +24,9 @@ class AggregatorSettings(CommonSettings):
     tick_seconds: float = Field(
         10.0, gt=0, description="Wall-clock timer that moves quiet sections' windows on."
     )
+    assessment_window_hours: float = Field(
+        72.0, gt=0, description="Reports weighed by the closure-criteria assessment (hours)."
+    )
     batch_max: int = Field(5000, ge=1, description="Most input records handled in one batch.")
     batch_within: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
     session_timeout: float = Field(

@@ -100,6 +100,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
             if pusher is not None:
                 pusher.on_transition(payload)
+        elif kind in ("analysis", "assessment"):
+            hub.publish(kind, payload, partition, offset, country=payload["country"])
         elif kind == "ack":
             current = (view.alert(payload["alert_id"]) or [{}])[-1]
             hub.publish(
@@ -119,6 +121,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         Source(topics.alert_acks, "ack", "beginning", view.apply_ack),
         Source(topics.field_events, "field_events", settings.recent_events, view.apply_field_batch),
         Source(topics.report_events, "report", settings.recent_reports, view.apply_report),
+        Source(topics.report_analysis, "analysis", settings.recent_reports, view.apply_analysis),
+        Source(topics.assessment, "assessment", "beginning", view.apply_assessment),
         Source(topics.audit, "audit", settings.audit_recent, audit_trail.apply),
     ]
 

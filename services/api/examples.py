@@ -82,5 +82,82 @@ COUNTRY: dict[str, Any] = {
 }
 
 
+REPORT: dict[str, Any] = {
+    "schema_version": 1,
+    "report_id": "vpd-lv-2026-11-22-01",
+    "source": {
+        "name": "State Border Guard of Latvia",
+        "type": "official",
+        "url": "https://www.rs.gov.lv/",
+    },
+    "country": "LV",
+    "published_at": "2026-11-22T09:00:00+02:00",
+    "title": "Attempts to cross the border in the last 24 hours",
+    "text": "In the last 24 hours 57 attempts to cross the border were prevented.",
+    "language": "en",
+    "figures": [],
+    "analysis": {
+        "figures": [
+            {
+                "area": "LV",
+                "metric": "crossing_attempt",
+                "value": 57,
+                "qualifier": "exact",
+                "period": {
+                    "label": "day",
+                    "start": "2026-11-21T09:00:00+02:00",
+                    "end": "2026-11-22T09:00:00+02:00",
+                },
+                "evidence": "In the last 24 hours 57 attempts to cross the border were prevented.",
+                "span": [20, 22],
+                "source": "text",
+            }
+        ],
+        "signals": [],
+        "language": "en",
+        "extractor": "bw-reports/1.0.0",
+        "analysed_at": "2026-11-22T09:00:01+00:00",
+    },
+}
+
+
+ASSESSMENT: dict[str, Any] = {
+    "schema_version": 1,
+    "country": "LV",
+    "stage": "restrictions",
+    "summary": "Criteria met correspond to restrictions on people, transport or goods.",
+    "factors": [
+        {
+            "factor": factor,
+            "level": level,
+            "score": score,
+            "evidence": {"reports": reports, "alerts": [], "counts": counts},
+        }
+        for factor, level, score, reports, counts in (
+            (
+                "military_risk",
+                "elevated",
+                2.0,
+                ["vpd-lv-2026-11-22-01"],
+                {"military_activity_24h": 0},
+            ),
+            ("intelligence_activity", "none", 0.0, [], {}),
+            ("disinformation", "low", 1.0, ["lsm-2026-11-22-04"], {}),
+            ("border_incidents", "none", 0.0, [], {"incident_24h": 0}),
+            (
+                "migration_pressure",
+                "low",
+                1.2,
+                [],
+                {"crossing_attempt_24h": 57, "crossing_attempt_7d": 330},
+            ),
+            ("humanitarian_situation", "none", 0.0, [], {"humanitarian_24h": 0}),
+        )
+    ],
+    "measures_reported": ["state_of_emergency"],
+    "assessed_at": "2026-11-22T09:00:05+00:00",
+}
+
+
 def example(value: Any, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"application/json": {"example": value}}}}

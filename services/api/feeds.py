@@ -71,7 +71,13 @@ FRAME_HEAD = b'{"type":"batch","messages":['
 FRAME_TAIL = b"]}"
 
 # Short names of the topics in a cursor.
-TOPIC_CODES = {"section_state": "s", "alert": "a", "ack": "k"}
+TOPIC_CODES = {
+    "section_state": "s",
+    "alert": "a",
+    "ack": "k",
+    "analysis": "r",
+    "assessment": "m",
+}
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -112,7 +118,7 @@ def decode_cursor(text: str) -> dict[str, int]:
         return out
     for part in text.split("_"):
         tp, sep, off = part.partition("-")
-        if not sep or not tp or not off.isdigit() or tp[0] not in "sak" or not tp[1:].isdigit():
+        if not sep or not tp or not off.isdigit() or tp[0] not in "sakrm" or not tp[1:].isdigit():
             raise CursorError(f"not a borderwatch cursor: {text!r}")
         out[tp] = int(off)
     return out

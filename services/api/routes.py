@@ -17,6 +17,7 @@ from fastapi import (
     Depends,
     Header,
     HTTPException,
+    Path,
     Query,
     Request,
     WebSocket,
@@ -257,6 +258,56 @@ async def recent_reports(
     return _view(request).recent_reports(country, limit)
 
 
+@router.get(
+    "/api/v1/reports/{report_id}",
+    tags=["state"],
+    summary="One recent report with its analysis (figures and signals)",
+    responses={
+        **example(examples.REPORT),
+        404: {"description": "No such report among the recent ones"},
+    },
+)
+async def get_report(
+    request: Request,
+    _: ReadScope,
+    report_id: Annotated[str, Path(min_length=1, max_length=128)],
+) -> dict[str, Any]:
+    report = _view(request).report(report_id)
+    if report is None:
+        raise HTTPException(404, detail=f"report_id {report_id!r}: not among the recent reports")
+    return report
+
+
+@router.get(
+    "/api/v1/assessment",
+    tags=["state"],
+    summary="The closure-criteria assessment of every country (decision support)",
+    responses=example([examples.ASSESSMENT]),
+)
+async def assessments(request: Request, _: ReadScope) -> list[dict[str, Any]]:
+    return _view(request).assessment_list()
+
+
+@router.get(
+    "/api/v1/assessment/{country}",
+    tags=["state"],
+    summary="One country's closure-criteria assessment: factor levels with evidence, and stage",
+    responses={
+        **example(examples.ASSESSMENT),
+        404: {"description": "No assessment of this country yet"},
+    },
+)
+async def country_assessment(
+    request: Request,
+    _: ReadScope,
+    country: Annotated[str, Path(pattern=r"^[A-Z]{2}$")],
+) -> dict[str, Any]:
+    found = _view(request).assessments.get(country)
+    if found is None:
+        raise HTTPException(404, detail=f"country {country!r}: no assessment yet")
+    return found
+
+
 # --- feeds ---------------------------------------------------------------------------
 
 
@@ -325,7 +376,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
     return dumps({"type": type_, "payload": payload, "cursor": encode_cursor(hub.position)})
 
 
-FEED_TYPES = frozenset({"section_state", "alert", "ack"})
+FEED_TYPES = frozenset({"section_state", "alert", "ack", "analysis", "assessment"})
 ALERT_TYPES = frozenset({"alert", "ack"})
 
 

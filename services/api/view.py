@@ -37,6 +37,12 @@ class View:
         self.max_alerts = max_alerts
         self.events: deque[dict[str, Any]] = deque(maxlen=recent_events)
         self.reports: deque[dict[str, Any]] = deque(maxlen=recent_reports)
+        # Analyses by report_id (bw.report-analysis), bounded like the reports; an
+        # analysis may arrive before its report (another topic), so both are kept.
+        self.analyses: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.max_analyses = recent_reports * 2
+        # The latest closure-criteria assessment per country (bw.assessment).
+        self.assessments: dict[str, dict[str, Any]] = {}
         # Kinds whose counts moved in the last applied state of each section.
         self.changed_kinds: dict[str, frozenset[str]] = {}
 
@@ -72,6 +78,40 @@ class View:
         self.reports.append(report)
         return False
 
+    def apply_analysis(self, analysis: dict[str, Any]) -> bool:
+        """Keep a report's analysis (the newest wins); True: a feed message."""
+        rid = analysis["report_id"]
+        self.analyses.pop(rid, None)
+        self.analyses[rid] = analysis
+        while len(self.analyses) > self.max_analyses:
+            self.analyses.popitem(last=False)
+        return True
+
+    def apply_assessment(self, assessment: dict[str, Any]) -> bool:
+        """Keep a country's newest assessment; True: a feed message."""
+        current = self.assessments.get(assessment["country"])
+        if current is not None and current["assessed_at"] > assessment["assessed_at"]:
+            return False
+        self.assessments[assessment["country"]] = assessment
+        return True
+
+    def assessment_list(self) -> list[dict[str, Any]]:
+        return [self.assessments[c] for c in sorted(self.assessments)]
+
+    def _with_analysis(self, report: dict[str, Any]) -> dict[str, Any]:
+        analysis = self.analyses.get(report["report_id"])
+        if analysis is None:
+            return {**report, "analysis": None}
+        keep = ("figures", "signals", "language", "extractor", "analysed_at")
+        return {**report, "analysis": {k: analysis.get(k) for k in keep}}
+
+    def report(self, report_id: str) -> dict[str, Any] | None:
+        """The newest copy of one recent report, with its analysis (or ``None`` yet)."""
+        for report in reversed(self.reports):
+            if report.get("report_id") == report_id:
+                return self._with_analysis(report)
+        return None
+
     def recent_events(
         self, section: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -87,8 +127,17 @@ class View:
         return out
 
     def recent_reports(self, country: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        out = [r for r in reversed(self.reports) if not country or r.get("country") == country]
-        return out[:limit]
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for r in reversed(self.reports):
+            # A re-posted report (same id) is listed once, newest copy.
+            if r.get("report_id") in seen or (country and r.get("country") != country):
+                continue
+            seen.add(r.get("report_id", ""))
+            out.append(self._with_analysis(r))
+            if len(out) >= limit:
+                break
+        return out
 
     def apply_alert(self, alert: dict[str, Any]) -> bool:
         """Append a transition unless its ``seq`` is already known."""

@@ -18,6 +18,8 @@ DEAD_LETTER = "dead-letter"
 SECTION_STATE = "section-state"
 ALERTS = "alerts"
 ALERT_ACKS = "alert-acks"
+REPORT_ANALYSIS = "report-analysis"
+ASSESSMENT = "assessment"
 AUDIT = "audit"
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
@@ -36,6 +38,10 @@ def topic_specs(field_partitions: int = 6) -> list[TopicSpec]:
         TopicSpec(SECTION_STATE, field_partitions, {"cleanup.policy": "compact"}),
         TopicSpec(ALERTS, 3, {"retention.ms": _MONTH_MS}),
         TopicSpec(ALERT_ACKS, 1, {"retention.ms": _MONTH_MS}),
+        # Keyed by country like the reports; not compacted (one report must not hide another).
+        TopicSpec(REPORT_ANALYSIS, 3, {"retention.ms": _MONTH_MS}),
+        # The latest assessment per country.
+        TopicSpec(ASSESSMENT, 1, {"cleanup.policy": "compact"}),
         # Append-only trail: never compacted, kept a year.
         TopicSpec(AUDIT, 1, {"cleanup.policy": "delete", "retention.ms": _YEAR_MS}),
     ]
@@ -52,4 +58,6 @@ class Topics:
         self.section_state = prefix + SECTION_STATE
         self.alerts = prefix + ALERTS
         self.alert_acks = prefix + ALERT_ACKS
+        self.report_analysis = prefix + REPORT_ANALYSIS
+        self.assessment = prefix + ASSESSMENT
         self.audit = prefix + AUDIT

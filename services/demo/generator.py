@@ -8,7 +8,9 @@ thrown at patrols), rare military activity near the line and humanitarian
 cases. Some sections run "hot" so alerts fire within seconds.
 
 Run: ``python -m services.demo --ingest-url http://127.0.0.1:8081 --token …``
-(``borderwatch up --demo`` does it for you).
+(``borderwatch up --demo`` does it for you). It also posts report events
+(``services/demo/reports.py``): daily statements that agree or disagree with
+the field counts it posted, press and NGO notes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import httpx
 from services.common.catalogue import Catalogue, Section
 from services.common.errors import ConfigError
 from services.common.settings import CommonSettings, load_settings
+from services.demo.reports import ReportWriter
 
 log = logging.getLogger("borderwatch.demo")
 
@@ -119,7 +122,12 @@ class Scenario:
             k += 1
 
 
-def _post(client: httpx.Client, url: str, events: list[dict[str, Any]]) -> None:
+def _post(
+    client: httpx.Client,
+    url: str,
+    events: list[dict[str, Any]],
+    writer: ReportWriter | None = None,
+) -> None:
     now = time.time()
     # Never post into the future: the scenario's follow-up events may be ahead.
     events = [e for e in events if datetime.fromisoformat(e["observed_at"]).timestamp() <= now]
@@ -136,11 +144,24 @@ def _post(client: httpx.Client, url: str, events: list[dict[str, Any]]) -> None:
                 body = resp.json()
                 if body.get("rejected"):
                     log.warning("rejected: %s", body["rejected"][:3])
+                if writer is not None:
+                    accepted = set(body.get("accepted") or [])
+                    writer.observe(e for e in events if e["event_id"] in accepted)
                 return
             log.warning("ingest answered %s: %s", resp.status_code, resp.text[:300])
             if resp.status_code < 500 and resp.status_code != 429:
                 return
         time.sleep(0.5 * (attempt + 1))
+
+
+def _post_reports(client: httpx.Client, url: str, reports: list[dict[str, Any]]) -> None:
+    try:
+        resp = client.post(url, json=reports)
+    except httpx.HTTPError as exc:
+        log.warning("report post failed: %r", exc)
+        return
+    if resp.status_code != 202:
+        log.warning("ingest answered %s to reports: %s", resp.status_code, resp.text[:300])
 
 
 def run(
@@ -152,6 +173,7 @@ def run(
     interval: float,
     seed: int | None,
     duration: float | None,
+    report_interval: float = 120.0,
     cacert: str | None = None,
 ) -> None:
     stop = False
@@ -163,26 +185,32 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     scenario = Scenario(catalogue, seed=seed)
+    writer = ReportWriter(seed=seed)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = ingest_url.rstrip("/") + "/v1/field-events"
+    reports_url = ingest_url.rstrip("/") + "/v1/reports"
     started = time.time()
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cacert) if cacert else True
     with httpx.Client(headers=headers, timeout=10.0, verify=verify) as client:
         # Live first, so the picture shows life within a second; then fill the
         # past hours in time order (inside the aggregator's grace period).
-        _post(client, url, list(scenario.step(started, interval)))
+        _post(client, url, list(scenario.step(started, interval)), writer)
         t = started - backfill_hours * 3600
         while t < started - interval and not stop:
             chunk = list(scenario.step(t + 600, 600))
-            _post(client, url, chunk)
+            _post(client, url, chunk, writer)
             t += 600
         log.info("demo: backfilled %.1f h; hot sections %s", backfill_hours, sorted(scenario.hot))
-        last = time.time()
+        _post_reports(client, reports_url, writer.round(time.time()))
+        last = last_reports = time.time()
         while not stop and (duration is None or time.time() - started < duration):
             time.sleep(interval)
             now = time.time()
-            _post(client, url, list(scenario.step(now, now - last)))
+            _post(client, url, list(scenario.step(now, now - last)), writer)
             last = now
+            if now - last_reports >= report_interval:
+                _post_reports(client, reports_url, writer.round(now))
+                last_reports = now
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument(
+        "--report-interval", type=float, default=120.0, help="seconds between report rounds"
+    )
     parser.add_argument("--cacert", default=None, help="CA file to trust for an https ingest")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -214,5 +245,6 @@ def main(argv: list[str] | None = None) -> None:
         interval=args.interval,
         seed=args.seed,
         duration=args.duration,
+        report_interval=args.report_interval,
         cacert=args.cacert,
     )

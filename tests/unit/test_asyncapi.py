@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag
@@ -29,12 +30,13 @@ from referencing.jsonschema import DRAFT202012
 from schemas.models import SEVERITY_ORDER
 from services.aggregator.rules import ThresholdRule, evaluate
 from services.aggregator.state import BatchOutcome, Engine, SectionAggregate
-from services.api import feeds, routes
+from services.api import examples, feeds, routes
 from services.api.feeds import Filter, Hub
 from services.api.view import View
 from services.common.catalogue import Catalogue
 from services.common.settings import CommonSettings
 from services.common.topics import topic_specs
+from services.reports.assessment import assess
 from tests.unit.factories import NOW, field_event, iso, section
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +52,8 @@ TOPIC_CONTRACTS = {
     "section-state": ("section-state", "section_id"),
     "alerts": ("alert", "alert_id"),
     "alert-acks": ("alert-ack", "alert_id"),
+    "report-analysis": ("report-analysis", "country"),
+    "assessment": ("assessment", "country"),
     "audit": ("audit", "action"),
 }
 
@@ -241,7 +245,9 @@ def test_every_service_is_said_to_produce_or_consume(doc: dict[str, Any]) -> Non
     assert by_topic["section-state"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["alerts"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["alert-acks"] >= {("api", "send"), ("api", "receive")}
-    assert by_topic["report-events"] >= {("ingest", "send")}
+    assert by_topic["report-events"] >= {("ingest", "send"), ("aggregator", "receive")}
+    assert by_topic["report-analysis"] >= {("aggregator", "send"), ("api", "receive")}
+    assert by_topic["assessment"] >= {("aggregator", "send"), ("api", "receive")}
     assert by_topic["dead-letter"] >= {("ingest", "send")}
     assert by_topic["audit"] >= {
         ("ingest", "send"),
@@ -300,7 +306,16 @@ def test_the_type_enum_is_every_type_the_api_emits(doc: dict[str, Any]) -> None:
     emitted = set(feeds.TOPIC_CODES) | _snapshot_types()
     emitted.add(orjson.loads(routes._heartbeat(Hub()))["type"])
 
-    assert emitted == {"snapshot", "resync", "section_state", "alert", "ack", "heartbeat"}
+    assert emitted == {
+        "snapshot",
+        "resync",
+        "section_state",
+        "alert",
+        "ack",
+        "analysis",
+        "assessment",
+        "heartbeat",
+    }
     assert set(doc["components"]["schemas"]["FeedMessageType"]["enum"]) == emitted
 
 
@@ -398,6 +413,16 @@ def _feed_frames() -> list[tuple[str, str]]:
         "acked_at": iso(NOW + 60),
         "token_id": "bw_1a2b3c4d",
     }
+    report = examples.REPORT
+    analysis = {
+        "schema_version": 1,
+        "report_id": report["report_id"],
+        "country": report["country"],
+        "published_at": report["published_at"],
+        "source_type": report["source"]["type"],
+        **report["analysis"],
+    }
+    assessment = assess("LV", [analysis], [state], [], datetime.fromtimestamp(NOW, UTC)).to_dict()
     view = View(Catalogue([kra, section("LT-ADU")]))
     channels = {"ws-feed": routes.FEED_TYPES, "ws-alerts": routes.ALERT_TYPES}
 
@@ -410,6 +435,8 @@ def _feed_frames() -> list[tuple[str, str]]:
             ("section_state", state, view.apply_state),
             ("alert", alert, view.apply_alert),
             ("ack", ack, view.apply_ack),
+            ("analysis", analysis, view.apply_analysis),
+            ("assessment", assessment, view.apply_assessment),
         ):
             assert apply(value)
             hub.publish(kind, value, 0, 0, country="LV", severity=None)

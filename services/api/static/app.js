@@ -20,6 +20,15 @@ const CLOSE_TOO_SLOW = 4008;
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
 
+const MAX_REPORTS = 50;
+const STAGE_LABEL = {
+  monitoring: "monitoring",
+  restrictions: "restrictions on people, transport or goods",
+  crossing_point_closure: "closure of crossing points",
+  full_closure_criteria_met: "full closure criteria met",
+};
+const QUALIFIER_TEXT = { more_than: "more than ", about: "about ", at_most: "up to ", none: "", exact: "" };
+
 const state = {
   sections: new Map(),   // section_id -> section, catalogue order
   order: new Map(),      // section_id -> catalogue index (sort tie-break)
@@ -29,6 +38,9 @@ const state = {
   selected: null,
   detail: null,          // GET /api/v1/sections/{selected}
   sort: { key: "level", dir: -1 },
+  reports: new Map(),     // report_id -> report with its analysis (newest first on render)
+  assessments: new Map(), // country -> assessment
+  reportFilter: { country: "", source: "" },
   lastUpdate: null,      // Date of the last change received
   mapKey: "",            // what the map was drawn from
 };
@@ -169,13 +181,17 @@ async function start() {
   setConnection(feed.attempt ? "reconnecting" : "connecting",
     feed.attempt ? `reconnecting… (attempt ${feed.attempt})` : "connecting…");
   try {
-    const [sections, alerts] = await Promise.all([
+    const [sections, alerts, reports, assessments] = await Promise.all([
       api("/api/v1/sections"),
       api("/api/v1/alerts?limit=100"),
+      api(`/api/v1/reports/recent?limit=${MAX_REPORTS}`),
+      api("/api/v1/assessment"),
     ]);
     if (generation !== feed.generation) return;
     hideAuth();
     loadSections(sections);
+    state.reports = new Map(reports.map((r) => [r.report_id, r]));
+    state.assessments = new Map(assessments.map((a) => [a.country, a]));
     state.alerts = new Map(alerts.map((a) => [a.alert_id, a]));
     state.transitions = [...alerts].sort(byUpdatedDesc).slice(0, MAX_TRANSITIONS);
     touch();
@@ -308,6 +324,27 @@ function handle(message) {
       touch();
       break;
     }
+    case "analysis": {
+      const a = message.payload;
+      const current = state.reports.get(a.report_id);
+      if (current) {
+        current.analysis = a;
+        touch();
+      } else {
+        // The analysis names its report: fetch the report (title, source) once.
+        api(`/api/v1/reports/${encodeURIComponent(a.report_id)}`).then((r) => {
+          state.reports.set(r.report_id, { ...r, analysis: r.analysis || a });
+          trimReports();
+          touch();
+        }).catch(() => { /* not among the recent ones: nothing to show */ });
+      }
+      break;
+    }
+    case "assessment": {
+      state.assessments.set(message.payload.country, message.payload);
+      touch();
+      break;
+    }
     default:
       break; // heartbeat, or a type this dashboard does not know yet
   }
@@ -316,6 +353,11 @@ function handle(message) {
 function mergeAlert(a) {
   const current = state.alerts.get(a.alert_id);
   if (!current || current.seq <= a.seq) state.alerts.set(a.alert_id, a);
+}
+
+function trimReports() {
+  const newest = [...state.reports.values()].sort(byPublishedDesc).slice(0, MAX_REPORTS);
+  state.reports = new Map(newest.map((r) => [r.report_id, r]));
 }
 
 function touch() {
@@ -372,7 +414,69 @@ function render() {
   renderTable();
   renderMap();
   renderAlerts();
+  renderAssessments();
+  renderReports();
   renderDetail();
+}
+
+const byPublishedDesc = (a, b) => (a.published_at < b.published_at ? 1 : a.published_at > b.published_at ? -1 : 0);
+
+function reportLink(id) {
+  return el("a", { href: `/api/v1/reports/${encodeURIComponent(id)}`, class: "report-link",
+    target: "_blank", rel: "noopener" }, id);
+}
+
+function renderAssessments() {
+  const list = [...state.assessments.values()].sort((a, b) => (a.country < b.country ? -1 : 1));
+  $("#assessments-empty").hidden = list.length > 0;
+  $("#assessments").replaceChildren(...list.map((a) => el("article", {
+    class: "assessment", "data-country": a.country, "data-stage": a.stage,
+  },
+  el("h3", {}, el("span", { class: "id" }, a.country), " ",
+    el("span", { class: "stage" }, STAGE_LABEL[a.stage] || a.stage)),
+  el("p", { class: "summary" }, a.summary),
+  el("table", { class: "factors" }, el("tbody", {}, a.factors.map((f) => el("tr", {
+    "data-factor": f.factor, "data-level": f.level,
+  },
+  el("th", { scope: "row" }, f.factor.replaceAll("_", " ")),
+  el("td", {}, el("span", { class: "factor-level", "data-level": f.level }, f.level)),
+  el("td", { class: "evidence" },
+    ...f.evidence.reports.slice(-3).flatMap((id) => [reportLink(id), " "]),
+    ...f.evidence.alerts.slice(0, 3).map((id) => el("span", { class: "alert-ref" }, id, " ")),
+    Object.entries(f.evidence.counts || {}).map(([k, v]) => `${k.replaceAll("_", " ")}: ${v}`).join(" · ")),
+  )))),
+  (a.measures_reported || []).length
+    ? el("p", { class: "muted small" }, `measures reported: ${a.measures_reported.join(", ").replaceAll("_", " ")}`)
+    : "")));
+}
+
+function renderReports() {
+  const { country, source } = state.reportFilter;
+  const list = [...state.reports.values()]
+    .filter((r) => (!country || r.country === country) && (!source || r.source.type === source))
+    .sort(byPublishedDesc);
+  $("#reports-count").textContent = list.length;
+  $("#reports-empty").hidden = list.length > 0;
+  $("#reports").replaceChildren(...list.map((r) => {
+    const a = r.analysis;
+    return el("li", {
+      class: "report", "data-report-id": r.report_id, "data-country": r.country,
+      "data-source": r.source.type,
+    },
+    el("div", { class: "report-head" },
+      el("span", { class: "id" }, r.country),
+      el("span", { class: "source", "data-source": r.source.type }, r.source.type),
+      el("span", { class: "title" }, r.title),
+      el("span", { class: "since" }, agoSpan(r.published_at))),
+    el("div", { class: "muted small" }, `${r.source.name}${a ? ` · read as ${a.language || "?"}` : " · not analysed yet"}`),
+    a ? el("ul", { class: "figures" }, a.figures.map((f) => el("li", {
+      class: "figure", "data-metric": f.metric, "data-value": f.value, "data-source": f.source,
+      title: f.evidence || "supplied by the feed",
+    }, `${f.area} ${f.metric.replaceAll("_", " ")}: ${QUALIFIER_TEXT[f.qualifier] || ""}${f.value} (${f.period.label})`))) : "",
+    a ? el("ul", { class: "signals" }, a.signals.map((s) => el("li", {
+      class: "signal", "data-signal": s.signal, title: s.evidence,
+    }, s.signal.replaceAll("_", " ")))) : "");
+  }));
 }
 
 const crossings = (s, w) => (s[`counts_${w}`] || {}).crossing_attempt || 0;
@@ -609,8 +713,9 @@ function renderAlerts() {
   $("#alerts").replaceChildren(...firing.map((a) => el("li", {
     class: "alert", "data-alert-id": a.alert_id, "data-severity": a.severity,
     "data-level": a.severity, "data-section": a.section_id, tabindex: 0,
-    onclick: () => select(a.section_id),
-    onkeydown: (e) => { if (e.key === "Enter") select(a.section_id); },
+    // A country-level alert (`LV-ALL`, report discrepancies) has no section to open.
+    onclick: () => { if (state.sections.has(a.section_id)) select(a.section_id); },
+    onkeydown: (e) => { if (e.key === "Enter" && state.sections.has(a.section_id)) select(a.section_id); },
   },
   el("div", { class: "alert-head" }, levelBadge(a.severity),
     el("span", { class: "alert-section" }, a.section_id),
@@ -756,6 +861,12 @@ function init() {
     if (row && e.key === "Enter") select(row.dataset.section);
   });
   $("#detail-close").addEventListener("click", () => select(null));
+  for (const [id, key] of [["#reports-country", "country"], ["#reports-source", "source"]]) {
+    $(id).addEventListener("change", (e) => {
+      state.reportFilter[key] = e.target.value;
+      scheduleRender();
+    });
+  }
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") select(null); });
   setInterval(tick, 1000);
   start();

@@ -96,3 +96,46 @@ def test_alert_filters_and_paging() -> None:
         "b.LV-SIL.1",
         "a.LV-KRA.1",
     ]
+
+
+def _report(rid: str, country: str = "LV", title: str = "t") -> dict[str, Any]:
+    return {"report_id": rid, "country": country, "title": title, "text": "x"}
+
+
+def _analysis(rid: str, value: int) -> dict[str, Any]:
+    return {
+        "report_id": rid,
+        "country": "LV",
+        "figures": [{"value": value}],
+        "signals": [],
+        "language": "lv",
+        "extractor": "bw-reports/1.0.0",
+        "analysed_at": "2026-11-22T12:00:01+00:00",
+    }
+
+
+def test_reports_are_served_with_their_analysis_whichever_arrives_first() -> None:
+    view = View(CAT, recent_reports=3)
+    assert view.apply_analysis(_analysis("a", 5))  # before its report: kept
+    view.apply_report(_report("a"))
+    view.apply_report(_report("b", "PL"))
+    assert view.report("a")["analysis"]["figures"] == [{"value": 5}]  # type: ignore[index]
+    assert view.report("b")["analysis"] is None  # type: ignore[index]
+    view.apply_analysis(_analysis("b", 7))
+    assert view.report("b")["analysis"]["figures"] == [{"value": 7}]  # type: ignore[index]
+    assert view.report("nope") is None
+
+
+def test_a_reposted_report_is_listed_once_and_old_ones_fall_out() -> None:
+    view = View(CAT, recent_reports=3)
+    view.apply_report(_report("a", title="first"))
+    view.apply_report(_report("a", title="second"))
+    view.apply_report(_report("b", "PL"))
+    assert [(r["report_id"], r["title"]) for r in view.recent_reports()] == [
+        ("b", "t"),
+        ("a", "second"),
+    ]
+    assert [r["report_id"] for r in view.recent_reports("PL")] == ["b"]
+    for i in range(10):
+        view.apply_analysis(_analysis(f"x{i}", i))
+    assert len(view.analyses) == 6  # bounded at twice the recent reports
