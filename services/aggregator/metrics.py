@@ -410,8 +410,11 @@ class ReportCounters:
 def official_day_figures(
     analyses: Iterable[Mapping[str, Any]], countries: Iterable[str]
 ) -> dict[tuple[str, str], int]:
-    """(country, metric) -> the newest figure an *official* report gave for one day
-    of that country (by ``published_at``; the feed's figure and the text's alike)."""
+    """(country, kind) -> the newest figure an *official* report gave for one day of
+    that country (by ``published_at``; the feed's figure and the text's alike).
+
+    Only metrics that are field kinds (``schemas.models.KINDS``), so each can be
+    set against the field's count of the same kind."""
     wanted = set(countries)
     newest: dict[tuple[str, str], tuple[str, int]] = {}
     for a in analyses:
@@ -421,6 +424,8 @@ def official_day_figures(
         for fig in a.get("figures", ()):
             area = fig.get("area")
             if area not in wanted or (fig.get("period") or {}).get("label") != "day":
+                continue
+            if fig.get("metric") not in KINDS:
                 continue
             key = (str(area), str(fig["metric"]))
             if key not in newest or newest[key][0] < published:
@@ -433,8 +438,9 @@ class AssessmentCollector(Collector):
 
     - ``bw_assessment_factor_level{country,factor}``: 0 none .. 4 critical;
     - ``bw_assessment_stage{country}``: 0 monitoring .. 3 full closure criteria met;
-    - ``bw_report_official_figure{country,metric}``: the newest one-day figure an
-      official report gave (what Grafana sets against the field's 24 h counts).
+    - ``bw_report_official_figure{country,kind}``: the newest one-day figure an
+      official report gave of a field kind (what Grafana sets against the field's
+      24 h counts of that kind).
 
     ``owned()`` lists the owned countries, ``assessments()`` maps a country to its
     last published assessment (``Assessment`` dict), ``analyses()`` yields the
@@ -475,10 +481,10 @@ class AssessmentCollector(Collector):
             for f in a.get("factors", ()):
                 if f.get("factor") in self._factors and f.get("level") in self._levels:
                     factor_level.add_metric([country, f["factor"]], self._levels.index(f["level"]))
-        for (country, metric), value in sorted(
+        for (country, kind), value in sorted(
             official_day_figures(list(self._analyses()), owned).items()
         ):
-            official.add_metric([country, metric], value)
+            official.add_metric([country, kind], value)
         yield from families
 
     @staticmethod
@@ -498,7 +504,7 @@ class AssessmentCollector(Collector):
             ),
             GaugeMetricFamily(
                 "bw_report_official_figure",
-                "Newest one-day figure an official report gave for the country, per metric",
-                labels=["country", "metric"],
+                "Newest one-day figure an official report gave for the country, per field kind",
+                labels=["country", "kind"],
             ),
         )

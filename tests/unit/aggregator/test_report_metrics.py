@@ -205,6 +205,18 @@ class World:
             official("c", "2026-11-30T10:00:00+00:00", "LV", 900, label="week"),
             official("d", "2026-11-30T11:00:00+00:00", "LV", 3, source_type="media"),
             official("e", "2026-11-30T11:00:00+00:00", "LT", 20),
+            # A figure of no field kind has nothing to be set against.
+            official("f", "2026-11-30T12:00:00+00:00", "LV", 7)
+            | {
+                "figures": [
+                    {
+                        "area": "LV",
+                        "metric": "personnel_deployed",
+                        "value": 7,
+                        "period": {"label": "day"},
+                    }
+                ]
+            },
         ]
 
     def registry(self) -> CollectorRegistry:
@@ -229,9 +241,9 @@ def test_assessment_gauges_only_for_owned_countries() -> None:
     assert value(reg, "bw_assessment_factor_level", country="PL", factor="military_risk") == 0
     assert value(reg, "bw_assessment_stage", country="LV") == 1
     assert value(reg, "bw_assessment_stage", country="LT") is None  # not owned here
-    assert value(reg, "bw_report_official_figure", country="LV", metric="crossing_attempt") == 57
-    assert value(reg, "bw_report_official_figure", country="LT", metric="crossing_attempt") is None
-    assert value(reg, "bw_report_official_figure", country="PL", metric="crossing_attempt") is None
+    assert value(reg, "bw_report_official_figure", country="LV", kind="crossing_attempt") == 57
+    assert value(reg, "bw_report_official_figure", country="LT", kind="crossing_attempt") is None
+    assert value(reg, "bw_report_official_figure", country="PL", kind="crossing_attempt") is None
 
 
 def test_a_country_that_moved_away_leaves_no_series_and_two_workers_sum_once() -> None:
