@@ -26,9 +26,11 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
-from prometheus_client import Gauge
+from prometheus_client import REGISTRY
 
 from services.aggregator.app import app, settings, topics
+from services.aggregator.metrics import AssessmentCollector
+from services.aggregator.reports_agent import COUNTERS
 from services.aggregator.rules import load_discrepancy_rules
 from services.common.catalogue import Catalogue
 from services.common.kafka import make_consumer, partition_for
@@ -37,18 +39,6 @@ from services.reports.assessment import FACTORS, LEVELS, STAGES, AssessmentConfi
 from services.reports.picture import Picture
 
 log = logging.getLogger(__name__)
-
-FACTOR_LEVEL = Gauge(
-    "bw_assessment_factor_level",
-    "Closure-criteria factor level per country: 0 none, 1 low, 2 elevated, 3 high, 4 critical",
-    ["country", "factor"],
-)
-STAGE = Gauge(
-    "bw_assessment_stage",
-    "Stage of measures the criteria met correspond to: 0 monitoring, 1 restrictions, "
-    "2 closure of crossing points, 3 full closure criteria met",
-    ["country"],
-)
 
 _raw: Any = faust.Schema(
     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -165,15 +155,23 @@ async def assess_tick() -> None:
     now = datetime.now(UTC)
     for transition in picture.discrepancies(now, owned):
         await _alerts_out.send(key=transition["alert_id"].encode(), value=orjson.dumps(transition))
+        COUNTERS.transition(transition)
         log.info("discrepancy alert %s %s", transition["alert_id"], transition["status"])
     for assessment in picture.assessments(now, owned):
         await _assessment_out.send(
             key=assessment["country"].encode(), value=orjson.dumps(assessment)
         )
-        country = assessment["country"]
-        STAGE.labels(country).set(STAGES.index(assessment["stage"]))
-        for f in assessment["factors"]:
-            FACTOR_LEVEL.labels(country, f["factor"]).set(LEVELS.index(f["level"]))
-    for country in owned:
-        for factor in FACTORS:
-            FACTOR_LEVEL.labels(country, factor)  # every series exists from the start
+
+
+# Built at scrape time from the picture for the countries owned now (no stale series
+# once a country's partition moved to another worker).
+REGISTRY.register(
+    AssessmentCollector(
+        lambda: [] if app.rebalancing else owned_countries(),
+        lambda: picture.published,
+        lambda: picture.analyses.values(),
+        FACTORS,
+        LEVELS,
+        STAGES,
+    )
+)

@@ -26,6 +26,14 @@ event-time lag per counted record, and ingest → state-published latency per
 record via :class:`PublishLatency`, from the ``bw-received-ms`` header ingest
 puts on every record (``services.common.headers``).
 
+Report analysis (issue 11): :class:`ReportCounters` counts what the report
+agent and the assessor publish (``bw_reports_analysed_total``,
+``bw_report_figures_total``, ``bw_report_signals_total``,
+``bw_report_discrepancy_transitions_total``; labels from the catalogue and the
+enums, anything else ``other``), and :class:`AssessmentCollector` builds
+``bw_assessment_factor_level``, ``bw_assessment_stage`` and
+``bw_report_official_figure`` at scrape time for the countries owned now.
+
 Every metric is in seconds or a plain count. ``_created`` series are turned
 off (they double the series of every counter and histogram and no query here
 uses them).
@@ -36,8 +44,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import REGISTRY, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -286,3 +295,216 @@ class PublishLatency:
     @property
     def waiting(self) -> int:
         return sum(len(r) for q in self._pending.values() for _, r in q)
+
+
+# --- report analysis (issue 12, after issue 11) ----------------------------------
+
+REPORT_STATUSES: tuple[str, ...] = ("firing", "resolved")
+OTHER = "other"
+
+
+def bounded(value: object, allowed: Sequence[str]) -> str:
+    """``value`` when it is one of ``allowed``, else ``other``: a label never takes
+    a value from outside an enum or the catalogue, whatever a record carries."""
+    return value if isinstance(value, str) and value in allowed else OTHER
+
+
+@dataclass(frozen=True)
+class ReportLabels:
+    """The label sets of the report-analysis counters (catalogue and enums only)."""
+
+    countries: tuple[str, ...]
+    areas: tuple[str, ...]
+    languages: tuple[str, ...]
+    source_types: tuple[str, ...]
+    metrics: tuple[str, ...]
+    signals: tuple[str, ...]
+
+
+class ReportCounters:
+    """What the report agent and the assessor count, per analysis they publish.
+
+    - ``bw_reports_analysed_total{country,language,source_type}``;
+    - ``bw_report_figures_total{country,metric,source}`` (``country`` is the
+      figure's area: a country or ``EU-BY``; ``source`` feed or text);
+    - ``bw_report_signals_total{country,signal}`` (the signal's area);
+    - ``bw_report_discrepancy_transitions_total{country,status}``: the
+      ``report_discrepancy`` alert transitions the assessor published.
+
+    A report is analysed by the one worker that holds its partition of
+    ``bw.report-events``, and a transition is published by the one worker that
+    owns the country, so a sum over workers counts each once (a record redelivered
+    after a crash is analysed, and counted, again). Every combination starts at 0
+    so ``increase()`` sees the first report.
+    """
+
+    def __init__(self, labels: ReportLabels, registry: CollectorRegistry | None = None) -> None:
+        registry = REGISTRY if registry is None else registry
+        self.labels = labels
+        self.analysed = Counter(
+            "bw_reports_analysed_total",
+            "Reports analysed and published on bw.report-analysis",
+            ["country", "language", "source_type"],
+            registry=registry,
+        )
+        self.figures = Counter(
+            "bw_report_figures_total",
+            "Figures in the published report analyses (feed: supplied by the feed; "
+            "text: read from the text)",
+            ["country", "metric", "source"],
+            registry=registry,
+        )
+        self.signals = Counter(
+            "bw_report_signals_total",
+            "Signal tags in the published report analyses",
+            ["country", "signal"],
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "bw_report_discrepancy_transitions_total",
+            "report_discrepancy alert transitions published (official figures the field "
+            "counts do not bear out)",
+            ["country", "status"],
+            registry=registry,
+        )
+        for c in labels.countries:
+            for lang in (*labels.languages, "none"):
+                for st in labels.source_types:
+                    self.analysed.labels(c, lang, st)
+            for status in REPORT_STATUSES:
+                self.transitions.labels(c, status)
+        for area in labels.areas:
+            for m in labels.metrics:
+                for source in ("feed", "text"):
+                    self.figures.labels(area, m, source)
+            for s in labels.signals:
+                self.signals.labels(area, s)
+
+    def analysis(self, out: Mapping[str, Any]) -> None:
+        """Count one published ``ReportAnalysis`` message."""
+        lb = self.labels
+        language = out.get("language")
+        self.analysed.labels(
+            bounded(out.get("country"), lb.countries),
+            "none" if language is None else bounded(language, lb.languages),
+            bounded(out.get("source_type"), lb.source_types),
+        ).inc()
+        for fig in out.get("figures", ()):
+            self.figures.labels(
+                bounded(fig.get("area"), lb.areas),
+                bounded(fig.get("metric"), lb.metrics),
+                bounded(fig.get("source"), ("feed", "text")),
+            ).inc()
+        for sig in out.get("signals", ()):
+            self.signals.labels(
+                bounded(sig.get("area"), lb.areas), bounded(sig.get("signal"), lb.signals)
+            ).inc()
+
+    def transition(self, alert: Mapping[str, Any]) -> None:
+        self.transitions.labels(
+            bounded(alert.get("country"), self.labels.countries),
+            bounded(alert.get("status"), REPORT_STATUSES),
+        ).inc()
+
+
+def official_day_figures(
+    analyses: Iterable[Mapping[str, Any]], countries: Iterable[str]
+) -> dict[tuple[str, str], int]:
+    """(country, kind) -> the newest figure an *official* report gave for one day of
+    that country (by ``published_at``; the feed's figure and the text's alike).
+
+    Only metrics that are field kinds (``schemas.models.KINDS``), so each can be
+    set against the field's count of the same kind."""
+    wanted = set(countries)
+    newest: dict[tuple[str, str], tuple[str, int]] = {}
+    for a in analyses:
+        if a.get("source_type") != "official":
+            continue
+        published = str(a.get("published_at", ""))
+        for fig in a.get("figures", ()):
+            area = fig.get("area")
+            if area not in wanted or (fig.get("period") or {}).get("label") != "day":
+                continue
+            if fig.get("metric") not in KINDS:
+                continue
+            key = (str(area), str(fig["metric"]))
+            if key not in newest or newest[key][0] < published:
+                newest[key] = (published, int(fig["value"]))
+    return {k: v for k, (_, v) in newest.items()}
+
+
+class AssessmentCollector(Collector):
+    """The assessor's gauges for the countries this worker owns *now*, at scrape time:
+
+    - ``bw_assessment_factor_level{country,factor}``: 0 none .. 4 critical;
+    - ``bw_assessment_stage{country}``: 0 monitoring .. 3 full closure criteria met;
+    - ``bw_report_official_figure{country,kind}``: the newest one-day figure an
+      official report gave of a field kind (what Grafana sets against the field's
+      24 h counts of that kind).
+
+    ``owned()`` lists the owned countries, ``assessments()`` maps a country to its
+    last published assessment (``Assessment`` dict), ``analyses()`` yields the
+    report analyses the assessor holds. A country handed to another worker leaves
+    no series here (``Gauge.labels().set`` would keep its last value for ever),
+    so a sum over workers counts each country once.
+    """
+
+    def __init__(
+        self,
+        owned: Callable[[], Iterable[str]],
+        assessments: Callable[[], Mapping[str, Mapping[str, Any]]],
+        analyses: Callable[[], Iterable[Mapping[str, Any]]],
+        factors: Sequence[str],
+        levels: Sequence[str],
+        stages: Sequence[str],
+    ) -> None:
+        self._owned = owned
+        self._assessments = assessments
+        self._analyses = analyses
+        self._factors = tuple(factors)
+        self._levels = tuple(levels)
+        self._stages = tuple(stages)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        factor_level, stage, official = families = self._families()
+        owned = sorted(set(self._owned()))
+        published = self._assessments()
+        for country in owned:
+            a = published.get(country)
+            if a is None:
+                continue  # no assessment yet: no series rather than a made-up level
+            if a.get("stage") in self._stages:
+                stage.add_metric([country], self._stages.index(a["stage"]))
+            for f in a.get("factors", ()):
+                if f.get("factor") in self._factors and f.get("level") in self._levels:
+                    factor_level.add_metric([country, f["factor"]], self._levels.index(f["level"]))
+        for (country, kind), value in sorted(
+            official_day_figures(list(self._analyses()), owned).items()
+        ):
+            official.add_metric([country, kind], value)
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "bw_assessment_factor_level",
+                "Closure-criteria factor level per country: 0 none, 1 low, 2 elevated, "
+                "3 high, 4 critical",
+                labels=["country", "factor"],
+            ),
+            GaugeMetricFamily(
+                "bw_assessment_stage",
+                "Stage of measures the criteria met correspond to: 0 monitoring, "
+                "1 restrictions, 2 closure of crossing points, 3 full closure criteria met",
+                labels=["country"],
+            ),
+            GaugeMetricFamily(
+                "bw_report_official_figure",
+                "Newest one-day figure an official report gave for the country, per field kind",
+                labels=["country", "kind"],
+            ),
+        )

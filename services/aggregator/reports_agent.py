@@ -20,20 +20,29 @@ import faust
 import orjson
 from prometheus_client import Counter, Histogram
 
-from services.aggregator.app import app, topics
+from schemas.models import ReportSignalName, ReportSourceType
+from services.aggregator.app import app, settings, topics
+from services.aggregator.metrics import ReportCounters, ReportLabels
+from services.common.catalogue import Catalogue
 from services.common.topics import REPORT_ANALYSIS, REPORT_EVENTS, topic_specs
 from services.reports.analysis import analysis_message
+from services.reports.extract import AREAS
+from services.reports.packs import LANGUAGES, METRICS
 
 log = logging.getLogger(__name__)
 
-REPORTS_ANALYSED = Counter(
-    "bw_aggregator_reports_analysed_total", "Report events analysed", ["language"]
-)
 REPORTS_BAD = Counter(
     "bw_aggregator_bad_reports_total", "Report event records that could not be analysed"
 )
-REPORT_FIGURES = Counter(
-    "bw_aggregator_report_figures_total", "Figures published in report analyses", ["source"]
+COUNTERS = ReportCounters(
+    ReportLabels(
+        countries=tuple(Catalogue.load(settings.sections_file).countries()),
+        areas=AREAS,
+        languages=LANGUAGES,
+        source_types=tuple(t.value for t in ReportSourceType),
+        metrics=METRICS,
+        signals=tuple(s.value for s in ReportSignalName),
+    )
 )
 ANALYSIS_SECONDS = Histogram(
     "bw_aggregator_report_analysis_seconds",
@@ -85,6 +94,4 @@ async def analyse_report_events(stream: Any) -> None:
             )
             continue
         await report_analysis_topic.send(key=out["country"].encode(), value=orjson.dumps(out))
-        REPORTS_ANALYSED.labels(out["language"] or "none").inc()
-        for fig in out["figures"]:
-            REPORT_FIGURES.labels(fig["source"]).inc()
+        COUNTERS.analysis(out)

@@ -9,10 +9,12 @@ Two dashboards:
 
 - *Border overview* (``bw-border-overview``): per-country and per-section counts
   for 1 h / 24 h / 7 d, impact levels over time, firing alerts, a map of the
-  sections coloured by level; variables ``country`` and ``section``.
+  sections coloured by level, official figures against field counts,
+  discrepancy transitions, closure-criteria factor levels and stage per
+  country; variables ``country`` and ``section``.
 - *borderwatch service health* (``bw-service-health``): ingest rate, rejects,
   503s and 429s, consumer and view lag, latencies, GC pauses, feed clients and
-  drops, the publisher queue.
+  drops, the publisher queue, report analysis rates and time.
 
 Queries read the raw metrics with ``sum``/``max by``: every worker exports only
 the sections it owns, so a sum over workers counts each section once. Every
@@ -58,6 +60,20 @@ DATASOURCE = common.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 
 # Impact level gauge values (services/aggregator/metrics.py) and their colours.
 LEVELS = (("low", "green"), ("medium", "yellow"), ("high", "orange"), ("critical", "red"))
+# Closure-criteria factor levels and stages (services/reports/assessment.py).
+FACTOR_LEVELS = (
+    ("none", "green"),
+    ("low", "blue"),
+    ("elevated", "yellow"),
+    ("high", "orange"),
+    ("critical", "red"),
+)
+STAGES = (
+    ("monitoring", "green"),
+    ("restrictions", "yellow"),
+    ("crossing point closure", "orange"),
+    ("full closure criteria met", "red"),
+)
 SECTION_FILTER = 'country=~"$country", section=~"$section"'
 
 
@@ -99,19 +115,19 @@ def _thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
     )
 
 
-def _level_mappings() -> list[model.ValueMapping]:
+def _level_mappings(levels: tuple[tuple[str, str], ...] = LEVELS) -> list[model.ValueMapping]:
     return [
         model.ValueMap(
             options={
                 str(i): model.ValueMappingResult(text=name, color=colour, index=i)
-                for i, (name, colour) in enumerate(LEVELS)
+                for i, (name, colour) in enumerate(levels)
             }
         )
     ]
 
 
-def _level_thresholds() -> dash.ThresholdsConfig:
-    return _thresholds(*((None if i == 0 else float(i), c) for i, (_, c) in enumerate(LEVELS)))
+def _level_thresholds(levels: tuple[tuple[str, str], ...] = LEVELS) -> dash.ThresholdsConfig:
+    return _thresholds(*((None if i == 0 else float(i), c) for i, (_, c) in enumerate(levels)))
 
 
 def _timeseries(title: str, unit: str, description: str, w: int = 12, h: int = 8) -> Any:
@@ -404,6 +420,90 @@ def border_overview() -> dash.Dashboard:
         )
         .thresholds(_thresholds((None, "green"), (6 * 3600, "orange"), (12 * 3600, "red")))
     )
+    official = (
+        _timeseries(
+            "Official figures against field counts",
+            "short",
+            "The newest one-day figure an official report gave (per country and kind) beside "
+            "the field's rolling 24 h count of the same kind in that country's sections. The "
+            "report_discrepancy rule compares them period by period and alerts when they "
+            "disagree.",
+        )
+        .with_target(
+            _query(
+                'max by (country, kind) (bw_report_official_figure{country=~"$country"})',
+                "{{country}} {{kind}}: official, one day",
+            )
+        )
+        .with_target(
+            _query(
+                'sum by (country, kind) (bw_section_events{country=~"$country", window="24h"}) '
+                'and on (country, kind) max by (country, kind) (bw_report_official_figure{country=~"$country"})',
+                "{{country}} {{kind}}: field, last 24 h",
+                ref="B",
+            )
+        )
+        .span(16)
+    )
+    discrepancies = (
+        _timeseries(
+            "Discrepancy alert transitions, last hour",
+            "short",
+            "report_discrepancy alerts that fired or resolved in the last hour, per country.",
+        )
+        .with_target(
+            _query(
+                "sum by (country, status) "
+                '(increase(bw_report_discrepancy_transitions_total{country=~"$country"}[1h]))',
+                "{{country}} {{status}}",
+            )
+        )
+        .span(8)
+    )
+    factors = (
+        statetimeline.Panel()
+        .title("Closure-criteria factor levels")
+        .description(
+            "Each country's assessed factor levels (military risk, intelligence activity, "
+            "disinformation, border incidents, migration pressure, humanitarian situation), "
+            "from reports and field counts. Decision support: criteria, not decisions."
+        )
+        .datasource(DATASOURCE)
+        .span(16)
+        .height(10)
+        .with_target(
+            _query(
+                'max by (country, factor) (bw_assessment_factor_level{country=~"$country"})',
+                "{{country}} {{factor}}",
+            )
+        )
+        .mappings(_level_mappings(FACTOR_LEVELS))
+        .thresholds(_level_thresholds(FACTOR_LEVELS))
+        .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+        .min(0)
+        .max(4)
+        .merge_values(True)
+        .show_value(common.VisibilityMode.AUTO)
+        .legend(_legend())
+    )
+    stage = (
+        stat.Panel()
+        .title("Assessment stage")
+        .description("The range of measures the criteria met correspond to, per country.")
+        .datasource(DATASOURCE)
+        .span(8)
+        .height(10)
+        .with_target(
+            _query(
+                'max by (country) (bw_assessment_stage{country=~"$country"})',
+                "{{country}}",
+                instant=True,
+            )
+        )
+        .mappings(_level_mappings(STAGES))
+        .thresholds(_level_thresholds(STAGES))
+        .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+    )
     return (
         dash.Dashboard("Border overview")
         .uid("bw-border-overview")
@@ -428,6 +528,11 @@ def border_overview() -> dash.Dashboard:
         .with_row(dash.Row("Map"))
         .with_panel(map_panel)
         .with_panel(quiet)
+        .with_row(dash.Row("Reports and assessment"))
+        .with_panel(official)
+        .with_panel(discrepancies)
+        .with_panel(factors)
+        .with_panel(stage)
     )
 
 
@@ -543,6 +648,44 @@ def service_health() -> dash.Dashboard:
             "short",
             "Section outboxes written to the table and waiting to be sent, per worker.",
         ).with_target(_query("sum by (instance) (bw_aggregator_publish_queue)", "{{instance}}")),
+        _timeseries(
+            "Report analysis",
+            "ops",
+            "Reports analysed per second by source type, records that could not be analysed, "
+            "and the figures and signals read from them.",
+        )
+        .with_target(
+            _query(
+                "sum by (source_type) (rate(bw_reports_analysed_total[$__rate_interval]))",
+                "{{source_type}} reports analysed",
+            )
+        )
+        .with_target(
+            _query(
+                "sum(rate(bw_aggregator_bad_reports_total[$__rate_interval]))",
+                "records not analysed",
+                ref="B",
+            )
+        )
+        .with_target(
+            _query(
+                "sum by (source) (rate(bw_report_figures_total[$__rate_interval]))",
+                "figures from the {{source}}",
+                ref="C",
+            )
+        )
+        .with_target(
+            _query(
+                "sum(rate(bw_report_signals_total[$__rate_interval]))",
+                "signals",
+                ref="D",
+            )
+        ),
+        _timeseries(
+            "Report analysis time", "s", "Time to analyse one report, all aggregator workers."
+        )
+        .with_target(_query(_p(0.5, "bw_aggregator_report_analysis_seconds"), "p50"))
+        .with_target(_query(_p(0.99, "bw_aggregator_report_analysis_seconds"), "p99", ref="B")),
         _timeseries("Targets up", "short", "1 when Prometheus could scrape the process.")
         .with_target(_query('up{job=~"ingest|api|aggregator"}', "{{job}} {{instance}}"))
         .min(0)

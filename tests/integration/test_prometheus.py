@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,136 @@ def _known_events(sections: list[str], now: datetime) -> tuple[list[list[dict[st
     return posts, expected
 
 
+LV_DAILY = (
+    "Pēdējās diennakts laikā nelikumīgi šķērsot valsts robežu atturētas 57 personas. "
+    "Migranti meta akmeņus robežsargu patruļai."
+)
+PL_DAILY = "W ciągu ostatniej doby odnotowano 84 próby nielegalnego przekroczenia granicy."
+MILITARY = "The Belarusian side brought the migrants to the border in military vehicles."
+
+
+def _reports(now: datetime) -> list[dict[str, Any]]:
+    at = now.replace(microsecond=0)
+    day_start = (at - timedelta(days=1)).isoformat()
+
+    def report(rid: str, country: str, kind: str, lang: str, text: str) -> dict[str, Any]:
+        return {
+            "report_id": rid,
+            "source": {"name": f"{kind} source", "type": kind},
+            "country": country,
+            "published_at": at.isoformat(),
+            "title": rid,
+            "language": lang,
+            "text": text,
+        }
+
+    pl = report("prom-pl-1", "PL", "official", "pl", PL_DAILY)
+    pl["figures"] = [
+        {
+            "kind": "apprehension",
+            "count": 12,
+            "period_start": day_start,
+            "period_end": at.isoformat(),
+        }
+    ]
+    return [
+        report("prom-lv-1", "LV", "official", "lv", LV_DAILY),
+        pl,
+        report("prom-media-1", "LV", "media", "en", MILITARY),
+    ]
+
+
+def _reports_counted_exactly(
+    prom: Prometheus,
+    ingest: HttpService,
+    api: HttpService,
+    field: dict[tuple[str, str], int],
+    now: datetime,
+) -> None:
+    """Post three reports; every report counter equals what the published analyses hold."""
+    reports = _reports(now)
+    resp = httpx.post(ingest.url + "/v1/reports", json=reports, timeout=30)
+    assert resp.status_code == 202, resp.text
+
+    def analyses() -> list[dict[str, Any]] | None:
+        out = []
+        for r in reports:
+            got = httpx.get(f"{api.url}/api/v1/reports/{r['report_id']}", timeout=10)
+            if got.status_code != 200 or not got.json().get("analysis"):
+                return None
+            out.append(got.json()["analysis"] | {"source_type": r["source"]["type"]})
+        return out
+
+    wait_until(analyses, 60, "the API serving the three reports with their analyses")
+    done = analyses()
+    assert done is not None
+    analysed: dict[tuple[str, ...], float] = defaultdict(float)
+    figures: dict[tuple[str, ...], float] = defaultdict(float)
+    signals: dict[tuple[str, ...], float] = defaultdict(float)
+    for r, a in zip(reports, done, strict=True):
+        analysed[(r["country"], a["language"] or "none", r["source"]["type"])] += 1
+        for f in a["figures"]:
+            figures[(f["area"], f["metric"], f["source"])] += 1
+        for sig in a["signals"]:
+            signals[(sig["area"], sig["signal"])] += 1
+    # What the analyser read (tests/integration/test_reports.py pins the details).
+    assert ("LV", "crossing_attempt", "text") in figures and (
+        "PL",
+        "apprehension",
+        "feed",
+    ) in figures
+    assert signals, done
+
+    wait_until(
+        lambda: prom.value("sum(bw_reports_analysed_total)") == len(reports),
+        30,
+        f"Prometheus showing {len(reports)} reports analysed",
+    )
+    assert (
+        prom.by("bw_reports_analysed_total > 0", "country", "language", "source_type") == analysed
+    )
+    assert prom.by("bw_report_figures_total > 0", "country", "metric", "source") == figures
+    assert prom.by("bw_report_signals_total > 0", "country", "signal") == signals
+    assert prom.value("sum(bw_aggregator_bad_reports_total)") == 0
+    assert prom.value("sum(bw_aggregator_report_analysis_seconds_count)") == len(reports)
+
+    # Official one-day figures beside the field's 24 h counts of the same kind:
+    # 57 in LV against 21 counted, 84 in PL against 8: both discrepancy alerts fire.
+    wait_until(
+        lambda: prom.value("sum(bw_report_discrepancy_transitions_total)") == 2,
+        60,
+        "two discrepancy transitions (LV and PL firing)",
+    )
+    transitions = prom.by("bw_report_discrepancy_transitions_total > 0", "country", "status")
+    assert transitions == {("LV", "firing"): 1.0, ("PL", "firing"): 1.0}
+    fired = httpx.get(api.url + "/api/v1/alerts", params={"status": "firing"}, timeout=10).json()
+    assert sorted(a["country"] for a in fired if a["rule"] == "official-vs-field") == ["LV", "PL"]
+    official = prom.by("bw_report_official_figure", "country", "kind")
+    assert official == {
+        ("LV", "crossing_attempt"): 57.0,
+        ("PL", "crossing_attempt"): 84.0,
+        ("PL", "apprehension"): 12.0,
+    }
+    against = prom.by(
+        'sum by (country, kind) (bw_section_events{window="24h"}) '
+        "and on (country, kind) max by (country, kind) (bw_report_official_figure)",
+        "country",
+        "kind",
+    )
+    assert against == {
+        (c, k): float(sum(n for (s, kind), n in field.items() if kind == k and s[:2] == c))
+        for c, k in official
+    }
+    assert against[("LV", "crossing_attempt")] == 21 and against[("PL", "crossing_attempt")] == 8
+    # One worker owns every country: one stage and six factor levels for each.
+    wait_until(
+        lambda: prom.value("count(bw_assessment_stage)") == len(CATALOGUE.countries()),
+        30,
+        "an assessment of every country",
+    )
+    assert prom.value("count(bw_assessment_factor_level)") == 6 * len(CATALOGUE.countries())
+
+
 def _fill(expr: str, country: str, section: str) -> str:
     return (
         expr.replace("$country", country)
@@ -370,6 +500,9 @@ def test_prometheus_sees_exactly_the_posted_counts_and_every_dashboard_query_has
     lag = prom.by("bw_aggregator_input_lag_records", "partition")
     assert len(lag) == deployment.partitions and set(lag.values()) == {0.0}
 
+    # Reports through ingest: the analyses the API serves, counted exactly.
+    _reports_counted_exactly(prom, ingest, http_services["api"], expected, now)
+
     # The dashboards' variables have values, and every panel query has data.
     countries = prom.api("label/country/values", **{"match[]": "bw_section_info"})
     assert set(countries) == set(CATALOGUE.countries())
@@ -424,7 +557,15 @@ def test_two_workers_summed_never_count_a_section_twice(
     http_services: dict[str, HttpService],
     start_prometheus: Callable[[dict[str, list[str]]], Prometheus],
 ) -> None:
-    workers = [start_worker(), start_worker()]
+    first = start_worker()
+    # The first worker owns every country and exports its assessment before the
+    # second joins: what it hands over must then leave its /metrics (no stale series).
+    wait_until(
+        lambda: first.metrics().count("bw_assessment_stage{") == len(CATALOGUE.countries()),
+        60,
+        "the first worker's assessment of every country",
+    )
+    workers = [first, start_worker()]
     prom = start_prometheus(_targets(workers, http_services))
     wait_until(lambda: prom.targets_up(4), 30, "Prometheus scraping both workers, ingest and API")
     # Both workers own sections (the group has rebalanced) and together own each once.
@@ -455,6 +596,25 @@ def test_two_workers_summed_never_count_a_section_twice(
     # Each worker reports lag only for the partitions it owns: every partition once.
     partitions = prom.by("count by (partition) (bw_aggregator_input_lag_records)", "partition")
     assert len(partitions) == deployment.partitions and set(partitions.values()) == {1.0}
+    # Each country's assessment comes from the one worker that owns it now.
+    countries = len(CATALOGUE.countries())
+    wait_until(
+        lambda: (
+            prom.value("count(bw_assessment_stage)") == countries
+            and prom.value("max(count by (country) (bw_assessment_stage))") == 1
+            and prom.value("count(bw_assessment_factor_level)") == 6 * countries
+        ),
+        60,
+        "one assessment per country over both workers",
+    )
+    # Reports are analysed by the worker holding their partition: summed, each once.
+    resp = httpx.post(http_services["ingest"].url + "/v1/reports", json=_reports(now), timeout=30)
+    assert resp.status_code == 202, resp.text
+    wait_until(
+        lambda: prom.value("sum(bw_reports_analysed_total)") == 3,
+        60,
+        "three reports analysed over both workers",
+    )
     # Each worker exports a zero for every country, severity and rule; summed, still 0.
     assert prom.value("max(count by (country, severity, rule) (bw_alerts_firing))") == 2
     assert prom.value("sum(bw_alerts_firing)") == 0
@@ -476,4 +636,12 @@ def test_two_workers_summed_never_count_a_section_twice(
         "the survivor's counts equal to the posted counts",
     )
     assert prom.value("max(count by (section) (bw_section_info))") == 1
+    wait_until(
+        lambda: (
+            prom.value("count(bw_assessment_stage)") == countries
+            and prom.value("max(count by (country) (bw_assessment_stage))") == 1
+        ),
+        60,
+        "the survivor assessing every country",
+    )
     assert workers[0].process.poll() is None, workers[0].log()

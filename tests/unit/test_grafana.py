@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from services.grafana import dashboards
+from services.reports.assessment import LEVELS as FACTOR_LEVEL_NAMES
 from tests.unit.test_compose import _defined_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,8 +84,31 @@ def test_border_overview_has_what_an_operations_centre_needs() -> None:
     types = {p["type"] for p in _panels(doc)}
     assert {"state-timeline", "geomap", "table", "timeseries"} <= types
     exprs = " ".join(t["expr"] for p in _panels(doc) for t in p["targets"])
-    for metric in ("bw_section_events", "bw_section_impact_level", "bw_alerts_firing"):
+    for metric in (
+        "bw_section_events",
+        "bw_section_impact_level",
+        "bw_alerts_firing",
+        "bw_report_official_figure",
+        "bw_report_discrepancy_transitions_total",
+        "bw_assessment_factor_level",
+        "bw_assessment_stage",
+    ):
         assert metric in exprs
+    # Official figures beside the field's counts of the same country and kind.
+    official = next(
+        p for p in _panels(doc) if p["title"] == "Official figures against field counts"
+    )
+    exprs_legends = [(t["expr"], t["legendFormat"]) for t in official["targets"]]
+    assert any("bw_report_official_figure" in e and "official" in lg for e, lg in exprs_legends)
+    assert any(
+        "bw_section_events" in e and 'window="24h"' in e and "field" in lg
+        for e, lg in exprs_legends
+    )
+    factors = next(p for p in _panels(doc) if p["title"] == "Closure-criteria factor levels")
+    assert factors["type"] == "state-timeline"
+    assert factors["targets"][0]["legendFormat"] == "{{country}} {{factor}}"
+    shown = factors["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert [shown[str(i)]["text"] for i in range(5)] == list(FACTOR_LEVEL_NAMES)
     # Each panel filters by the variables it offers.
     for panel in _panels(doc):
         for target in panel["targets"]:
@@ -114,6 +138,10 @@ def test_service_health_covers_every_service() -> None:
         "bw_api_feed_clients",
         "bw_api_feed_clients_dropped_total",
         "bw_aggregator_publish_queue",
+        "bw_reports_analysed_total",
+        "bw_aggregator_bad_reports_total",
+        "bw_report_figures_total",
+        "bw_aggregator_report_analysis_seconds",
     ):
         assert metric in exprs, metric
 
