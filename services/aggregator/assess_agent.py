@@ -67,7 +67,10 @@ class _Reader:
         }
 
     async def run(self) -> None:
-        consumer = make_consumer(settings)
+        # It publishes on a wall-clock timer, so its fetches may gather: with the
+        # default (return on the first byte) every section state published by any
+        # worker cost one fetch of every partition in each worker's main loop.
+        consumer = make_consumer(settings, fetch_min_bytes=1 << 20, fetch_max_wait_ms=250)
         log.info("assessor starting its reader")
         await consumer.start()
         try:
