@@ -129,6 +129,8 @@ def test_an_ack_in_one_page_shows_in_another_within_2_s(
         expect(watcher.locator("#ack-dialog")).to_be_visible()
         watcher.locator("#ack-cancel").click()
         expect(watcher.locator("#ack-dialog")).to_be_hidden()
+        # Keyboard users land back on the alert's button.
+        expect(seen.locator("button.ack-button")).to_be_focused()
         # A reload shows who acknowledged (from the REST detail), not only that someone did.
         watcher.reload()
         again = watcher.locator(f'#alerts [data-alert-id="{ALERT_ID}"] .acked')

@@ -998,6 +998,16 @@ function init() {
   $("#detail-close").addEventListener("click", () => select(null));
   $("#ack-form").addEventListener("submit", submitAck);
   $("#ack-cancel").addEventListener("click", () => $("#ack-dialog").close());
+  // The alert list is re-rendered while the dialog is open: give focus back to the
+  // alert's current button, not to the page.
+  $("#ack-dialog").addEventListener("close", () => {
+    const id = $("#ack-dialog").dataset.alertId;
+    requestAnimationFrame(() => {
+      const li = [...document.querySelectorAll("#alerts li[data-alert-id]")].find((n) => n.dataset.alertId === id);
+      const button = li && li.querySelector(".ack-button");
+      if (button) button.focus();
+    });
+  });
   for (const [id, key] of [["#reports-country", "country"], ["#reports-source", "source"]]) {
     $(id).addEventListener("change", (e) => {
       state.reportFilter[key] = e.target.value;
