@@ -39,9 +39,11 @@ class UpSettings(CommonSettings):
     kafka_port: int = Field(0, ge=0, le=65535, description="0: a free port (the last one if free)")
     kafka_controller_port: int = Field(0, ge=0, le=65535)
     kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
-    api_port: int = Field(0, ge=0, le=65535)
-    ingest_port: int = Field(0, ge=0, le=65535)
-    aggregator_port: int = Field(0, ge=0, le=65535)
+    # Fixed, so a bookmark of the dashboard keeps working; a taken port is an error
+    # that names the flag and the setting (never a silent other port).
+    api_port: int = Field(8080, ge=1, le=65535)
+    ingest_port: int = Field(8081, ge=1, le=65535)
+    aggregator_port: int = Field(6066, ge=1, le=65535)
     field_partitions: int = Field(6, ge=1, le=256)
     ready_timeout: float = Field(90.0, gt=0)
 
@@ -50,13 +52,63 @@ def _print(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+# Each service port of `up`: (name shown to the user, flag, setting).
+UP_PORTS = {
+    "api": ("API and dashboard", "--api-port", "BW_API_PORT"),
+    "ingest": ("ingest", "--ingest-port", "BW_INGEST_PORT"),
+    "aggregator": ("aggregator metrics", "--aggregator-port", "BW_AGGREGATOR_PORT"),
+}
+
+
+def up_ports(args: argparse.Namespace, settings: UpSettings) -> dict[str, int]:
+    """The ports of `up`'s services: a flag wins over its BW_ setting, which wins over
+    the fixed default (API 8080, ingest 8081, aggregator 6066)."""
+    ports = {}
+    for name in UP_PORTS:
+        flag = getattr(args, f"{name}_port", None)
+        if flag is not None and not 1 <= flag <= 65535:
+            raise ConfigError(f"{UP_PORTS[name][1]} {flag}: give a port from 1 to 65535")
+        ports[name] = flag if flag is not None else int(getattr(settings, f"{name}_port"))
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            other = seen[port]
+            raise ConfigError(
+                f"the {UP_PORTS[other][0]} and the {UP_PORTS[name][0]} would both use port "
+                f"{port}; give one of them another port ({UP_PORTS[name][1]} or "
+                f"{UP_PORTS[name][2]})"
+            )
+        seen[port] = name
+    return ports
+
+
+def check_ports_free(ports: dict[str, int], kafka_port: int | None = None) -> None:
+    """Refuse to start, naming every taken port and how to choose another, before
+    anything binds or starts."""
+    from services.runtime.broker import port_is_free
+
+    taken = [
+        f"port {port} ({UP_PORTS[name][0]}) is already in use on 127.0.0.1: stop what "
+        f"uses it or choose another with {UP_PORTS[name][1]} PORT or {UP_PORTS[name][2]}=PORT"
+        for name, port in ports.items()
+        if not port_is_free(port)
+    ]
+    if kafka_port and not port_is_free(kafka_port):
+        taken.append(
+            f"port {kafka_port} (Kafka) is already in use on 127.0.0.1: stop what uses it "
+            "or choose another with --kafka-port PORT or BW_KAFKA_PORT=PORT"
+        )
+    if taken:
+        raise ConfigError("cannot start: " + "; ".join(taken))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from schemas.models import AuditAction
     from services.aggregator.rules import load_rules
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
     from services.common.kafka import ensure_topics
-    from services.runtime.broker import EmbeddedKafka, free_port, install
+    from services.runtime.broker import EmbeddedKafka, install
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
     from services.runtime.tls import ensure_local_tls
 
@@ -65,9 +117,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     Catalogue.load(settings.sections_file)
     load_rules(settings.rules_file)
     data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    external = "kafka_bootstrap" in settings.model_fields_set
+    kafka_port = None if external else (args.kafka_port or settings.kafka_port or None)
+    ports = up_ports(args, settings)
+    check_ports_free(ports, kafka_port)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
-    external = "kafka_bootstrap" in settings.model_fields_set
     t0 = time.monotonic()
 
     stopping = False
@@ -89,7 +144,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             install()
             broker = EmbeddedKafka(
                 data_dir / "kafka",
-                port=args.kafka_port or settings.kafka_port,
+                port=kafka_port or 0,
                 controller_port=settings.kafka_controller_port,
                 heap=settings.kafka_heap,
             )
@@ -158,11 +213,6 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        ports = {
-            "aggregator": settings.aggregator_port or free_port(),
-            "ingest": args.ingest_port or settings.ingest_port or free_port(),
-            "api": args.api_port or settings.api_port or free_port(),
-        }
         py = sys.executable
         aggregator = sup.start(
             Child(
@@ -258,11 +308,15 @@ def _status(
         if token
         else "OFF (--insecure-no-auth): anyone on this host can post and read"
     )
+    # The token rides in the fragment: the browser never sends it to the server (no
+    # access log, no Referer), and the page moves it into sessionStorage and out of
+    # the address bar, so one click opens a working dashboard.
+    dashboard = f"{api_url}/#token={token}" if token else f"{api_url}/"
     rows = [
         line,
         f" borderwatch is up ({took:.1f}s){'  —  demo data flowing' if demo else ''}",
         line,
-        f" Dashboard      {api_url}/",
+        f" Dashboard      {dashboard}",
         f" API            {api_url}/api/v1/sections   (docs: {api_url}/docs)",
         f" Live feed      {api_url.replace('http', 'ws', 1)}/ws/feed",
         f" Ingest         POST {ingest_url}/v1/field-events",
@@ -491,9 +545,19 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start broker, aggregator, ingest and API")
     up.add_argument("--demo", action="store_true", help="also post realistic demo events")
     up.add_argument("--data-dir", help="where broker data, tokens and logs live (BW_DATA_DIR)")
-    up.add_argument("--kafka-port", type=int, default=0)
-    up.add_argument("--api-port", type=int, default=0)
-    up.add_argument("--ingest-port", type=int, default=0)
+    up.add_argument(
+        "--kafka-port",
+        type=int,
+        default=0,
+        help="default: BW_KAFKA_PORT, else the last run's if free, else a free one",
+    )
+    up.add_argument("--api-port", type=int, help="API and dashboard (default: BW_API_PORT or 8080)")
+    up.add_argument("--ingest-port", type=int, help="ingest (default: BW_INGEST_PORT or 8081)")
+    up.add_argument(
+        "--aggregator-port",
+        type=int,
+        help="aggregator /metrics and /readyz (default: BW_AGGREGATOR_PORT or 6066)",
+    )
     up.add_argument(
         "--tls",
         action="store_true",

@@ -37,6 +37,7 @@ SECTION_DETAIL: dict[str, Any] = {
     "hourly": [
         {"start": "2026-11-22T03:00:00+00:00", "counts": {**_QUIET, "crossing_attempt": 12}}
     ],
+    "history_since": "2026-11-15T04:00:00+00:00",
 }
 
 ALERT: dict[str, Any] = {

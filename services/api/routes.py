@@ -42,7 +42,7 @@ from services.api.feeds import (
     frames,
 )
 from services.api.guard import FeedGuard
-from services.api.view import View
+from services.api.view import HISTORY_HOURS, View
 from services.common.auth import Principal, Refusal, authenticate, require
 
 router = APIRouter(prefix="")
@@ -109,14 +109,29 @@ async def list_sections(request: Request, _: ReadScope) -> list[dict[str, Any]]:
 @router.get(
     "/api/v1/sections/{section_id}",
     tags=["state"],
-    summary="One section with its polyline and the last 24 hourly buckets",
+    summary="One section with its polyline and its last hourly buckets (24 h, up to 7 d)",
     responses={
         **example(examples.SECTION_DETAIL),
         404: {"description": "No such section in the catalogue"},
+        422: {"description": "hours is not a whole number from 1 to 168"},
     },
 )
-async def get_section(section_id: str, request: Request, _: ReadScope) -> dict[str, Any]:
-    section = _view(request).section(section_id, detail=True)
+async def get_section(
+    section_id: str,
+    request: Request,
+    _: ReadScope,
+    hours: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=HISTORY_HOURS,
+            description="How many hourly buckets, up to the newest (1-168). Beyond the "
+            "24 a state carries, the API serves the buckets it has seen in earlier "
+            "states; hours it has not seen are left out (see history_since).",
+        ),
+    ] = 24,
+) -> dict[str, Any]:
+    section = _view(request).section(section_id, detail=True, hours=hours)
     if section is None:
         raise HTTPException(404, detail=f"unknown section {section_id!r}")
     return section

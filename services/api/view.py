@@ -3,6 +3,15 @@
 Built from ``bw.section-state`` (latest state per section; older versions are
 ignored) and ``bw.alerts`` (transitions; a redelivered ``seq`` is ignored).
 Sections of the catalogue that have no state yet show zero counts.
+
+A state carries only its section's last 24 hourly buckets, so the view also
+keeps, per section, every bucket it has seen in the states it applied over the
+last ``HISTORY_HOURS`` (7 d): the section detail serves up to 168 of them.
+That history comes from the states the API reads: it fills in as states
+arrive, and after a restart it holds what ``bw.section-state`` still has
+(a compacted topic keeps older versions of a key only until the log cleaner
+runs, so after a restart the older hours may be missing: they are absent from
+the series, never zero).
 """
 
 from __future__ import annotations
@@ -16,10 +25,21 @@ from schemas.models import KINDS, SEVERITY_ORDER
 from services.common.catalogue import Catalogue, Section
 
 ZERO = dict.fromkeys(KINDS, 0)
+HISTORY_HOURS = 168
+DEFAULT_BUCKET_SECONDS = 3600.0
 
 
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
+
+
+def _bucket_seconds(hourly: list[dict[str, Any]]) -> float:
+    """The bucket width of a state's series (BW_BUCKET_SECONDS of the aggregator)."""
+    if len(hourly) >= 2:
+        width = _ts(hourly[-1]["start"]) - _ts(hourly[-2]["start"])
+        if width > 0:
+            return width
+    return DEFAULT_BUCKET_SECONDS
 
 
 class View:
@@ -45,6 +65,9 @@ class View:
         self.assessments: dict[str, dict[str, Any]] = {}
         # Kinds whose counts moved in the last applied state of each section.
         self.changed_kinds: dict[str, frozenset[str]] = {}
+        # section_id -> {bucket start (epoch s) -> hourly point}: every bucket seen in
+        # an applied state, the newest state's copy winning, for HISTORY_HOURS.
+        self.history: dict[str, dict[float, dict[str, Any]]] = {}
 
     def apply_state(self, state: dict[str, Any]) -> bool:
         """Keep ``state`` if it is newer than what we have; True if it changed the view."""
@@ -59,7 +82,45 @@ class View:
             or any(current[w].get(k) != state[w].get(k) for w in ("counts_1h", "counts_24h"))
         )
         self.states[sid] = state
+        self._remember_hours(sid, state["hourly"])
         return True
+
+    def _remember_hours(self, sid: str, hourly: list[dict[str, Any]]) -> None:
+        if not hourly:
+            return
+        history = self.history.setdefault(sid, {})
+        for point in hourly:
+            history[_ts(point["start"])] = point
+        # Pruned only when well over the bound, so a state costs 24 inserts, not a scan.
+        if len(history) > HISTORY_HOURS + 48:
+            cutoff = _ts(hourly[-1]["start"]) - HISTORY_HOURS * _bucket_seconds(hourly)
+            for start in [t for t in history if t <= cutoff]:
+                del history[start]
+
+    def hourly(self, section_id: str, hours: int) -> list[dict[str, Any]]:
+        """Up to ``hours`` hourly buckets of a section up to its newest, oldest first.
+
+        The newest state's own buckets are served as they are; older ones come from
+        the history (hours it never saw are left out, not given as zero)."""
+        state = self.states.get(section_id)
+        if state is None:
+            return []
+        current: list[dict[str, Any]] = state["hourly"]
+        if not current or hours <= len(current):
+            return current[-hours:]
+        width = _bucket_seconds(current)
+        first = _ts(current[0]["start"])
+        cutoff = _ts(current[-1]["start"]) - hours * width
+        history = self.history.get(section_id, {})
+        older = [history[t] for t in sorted(history) if cutoff < t < first]
+        return older + current
+
+    def history_since(self, section_id: str) -> str | None:
+        """Start of the oldest hourly bucket the view holds for the section."""
+        history = self.history.get(section_id)
+        if not history:
+            return None
+        return str(history[min(history)]["start"])
 
     def apply_ack(self, ack: dict[str, Any]) -> bool:
         """Record an operator's acknowledgement (once per ``ack_id``)."""
@@ -152,16 +213,18 @@ class View:
         history.sort(key=lambda t: t["seq"])
         return True
 
-    def section(self, section_id: str, detail: bool = False) -> dict[str, Any] | None:
+    def section(
+        self, section_id: str, detail: bool = False, hours: int = 24
+    ) -> dict[str, Any] | None:
         section = self.catalogue.get(section_id)
         if section is None:
             return None
-        return self._section(section, detail)
+        return self._section(section, detail, hours)
 
     def sections(self) -> list[dict[str, Any]]:
         return [self._section(s, False) for s in self.catalogue.values()]
 
-    def _section(self, section: Section, detail: bool) -> dict[str, Any]:
+    def _section(self, section: Section, detail: bool, hours: int = 24) -> dict[str, Any]:
         state = self.states.get(section.id)
         out: dict[str, Any] = {
             "section_id": section.id,
@@ -180,7 +243,8 @@ class View:
         }
         if detail:
             out["polyline"] = section.polyline
-            out["hourly"] = state["hourly"] if state else []
+            out["hourly"] = self.hourly(section.id, hours)
+            out["history_since"] = self.history_since(section.id)
         return out
 
     def alert_list(

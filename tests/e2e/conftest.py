@@ -7,6 +7,7 @@ package; Playwright never downloads a browser here.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -126,12 +127,13 @@ def _wait_ready(url: str, thread: threading.Thread, timeout: float) -> None:
     raise AssertionError(f"API not ready in {timeout}s; last: {last!r}")
 
 
-@pytest.fixture
-def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
+@contextlib.contextmanager
+def chromium_page() -> Iterator[Any]:
     """A fresh page in the machine's Chromium, 1920x1080 like an ops-room screen.
 
-    Playwright's sync API keeps an event loop running on the main thread while
-    it is open, so it starts after ``deployment`` (which calls ``asyncio.run``).
+    The page records JavaScript errors (``page.js_errors``), CSP violations
+    (``page.csp_violations``) and every console message of type error, such as
+    "Failed to load resource: … 404" (``page.console_errors``).
     """
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
@@ -144,11 +146,15 @@ def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
         pytest.fail("the browser test needs the `playwright` Python package (dev extra)")
     errors: list[str] = []
     violations: list[str] = []
+    console_errors: list[str] = []
 
     def on_console(message: Any) -> None:
         text = message.text
         if "Content Security Policy" in text or text.startswith(CSP_VIOLATION):
             violations.append(text)
+        if message.type == "error":
+            where = message.location.get("url", "") if message.location else ""
+            console_errors.append(f"{text} ({where})" if where else text)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -161,9 +167,22 @@ def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", on_console)
-            page.csp_violations = violations  # type: ignore[attr-defined]
+            page.js_errors = errors
+            page.csp_violations = violations
+            page.console_errors = console_errors
             yield page
         finally:
             browser.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
-    assert violations == [], f"Content-Security-Policy violations: {violations}"
+
+
+@pytest.fixture
+def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
+    """A fresh page (``chromium_page``) after the real broker, aggregator and API.
+
+    Playwright's sync API keeps an event loop running on the main thread while
+    it is open, so it starts after ``deployment`` (which calls ``asyncio.run``).
+    """
+    with chromium_page() as page:
+        yield page
+    assert page.js_errors == [], f"JavaScript errors on the page: {page.js_errors}"
+    assert page.csp_violations == [], f"Content-Security-Policy violations: {page.csp_violations}"

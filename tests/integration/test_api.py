@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -557,3 +557,85 @@ def test_auth_matrix_over_every_route_and_feed(
         assert codes[feed + "proto"] == "snapshot"
     # Health and metrics stay open for probes and Prometheus.
     assert api.request("/healthz", None)[0] == 200
+
+
+def _hour_states(sid: str, base: datetime, hours: range) -> list[dict[str, Any]]:
+    """States as the aggregator publishes them once an hour: each with the 24 hourly
+    buckets up to its own hour. Bucket ``j`` (hours after ``base``) counts ``j + 1``
+    crossing attempts once its hour is over; in the state of its own hour it is still
+    filling and counts ``j``, so a later state's copy must win."""
+    states = []
+    for i in hours:
+        hourly = [
+            {
+                "start": (base + timedelta(hours=j)).isoformat(),
+                "counts": dict.fromkeys(KINDS, 0) | {"crossing_attempt": j if j == i else j + 1},
+            }
+            for j in range(i - 23, i + 1)
+        ]
+        state = _state(sid, i + 1)
+        state["hourly"] = hourly
+        state["updated_at"] = (base + timedelta(hours=i, minutes=30)).isoformat()
+        states.append(state)
+    return states
+
+
+def test_section_detail_serves_up_to_168_hourly_buckets_rebuilt_from_the_states(
+    deployment: Deployment, start_api: Callable[..., ApiProcess], tokens: dict[str, str]
+) -> None:
+    read = tokens["read"]
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    base = now - timedelta(hours=59)
+    # 36 hours of states for LV-SIL (its buckets reach back to base - 23 h), written
+    # before the API starts: the API finds the history by reading the topic.
+    produce(deployment, _hour_states("LV-SIL", base, range(0, 36)), [])
+    api = start_api()
+
+    def series(hours: int | None) -> list[dict[str, Any]]:
+        query = "" if hours is None else f"?hours={hours}"
+        status, body = api.request(f"/api/v1/sections/LV-SIL{query}", read)
+        assert status == 200, body
+        return list(body["hourly"])
+
+    def expect(first: int, last: int) -> list[tuple[str, int]]:
+        return [
+            ((base + timedelta(hours=j)).isoformat(), j if j == last else j + 1)
+            for j in range(first, last + 1)
+        ]
+
+    def pairs(points: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        return [
+            (datetime.fromisoformat(p["start"]).isoformat(), p["counts"]["crossing_attempt"])
+            for p in points
+        ]
+
+    wait_until(lambda: len(series(168)) == 59, 10, "59 hourly buckets in the view")
+    # Default: the newest state's 24 buckets, as before.
+    assert pairs(series(None)) == expect(35 - 23, 35)
+    # 168 asked: every bucket the states carried (59 hours), oldest first, the newest
+    # copy of each (the hour still filling in an older state is not what is served).
+    assert pairs(series(168)) == expect(-23, 35)
+    assert pairs(series(30)) == expect(35 - 29, 35)
+    _, body = api.request("/api/v1/sections/LV-SIL?hours=168", read)
+    assert body["history_since"] == (base - timedelta(hours=23)).isoformat()
+
+    # Live: the next hours arrive while the API runs; the window slides past 168 h.
+    produce(deployment, _hour_states("LV-SIL", base, range(36, 150)), [])
+    wait_until(lambda: series(24)[-1]["counts"]["crossing_attempt"] == 149, 10, "hour 149")
+    assert pairs(series(168)) == expect(149 - 167, 149)
+    assert pairs(series(1)) == expect(149, 149)
+
+    # A restarted API rebuilds the same series from the topic.
+    api.stop()
+    api = start_api()
+    wait_until(lambda: len(series(168)) == 168, 10, "168 buckets after a restart")
+    assert pairs(series(168)) == expect(149 - 167, 149)
+
+    # A section without states has an empty series; bad values name the parameter.
+    status, body = api.request("/api/v1/sections/LV-PIE?hours=168", read)
+    assert status == 200 and body["hourly"] == [] and body["history_since"] is None
+    for bad in ("0", "1000", "169", "-1", "a week"):
+        status, body = api.request(f"/api/v1/sections/LV-SIL?hours={bad.replace(' ', '%20')}", read)
+        assert status == 422, (bad, body)
+        assert [e["field"] for e in body["errors"]] == ["query.hours"], body
+    assert api.request("/api/v1/sections/XX-NOPE?hours=168", read)[0] == 404

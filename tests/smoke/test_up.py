@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,14 +49,35 @@ def processes_with(marker: str) -> list[int]:
     return pids
 
 
+def free_ports() -> dict[str, int]:
+    """Free ports for up's services, so a test never needs 8080/8081/6066 to be free."""
+    from services.runtime.broker import free_port
+
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < 3:
+        ports = {name: free_port() for name in ("api", "ingest", "aggregator")}
+    return ports
+
+
 class Up:
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """``borderwatch up`` as a user runs it. Its service ports are free ones given as
+    flags unless ``ports`` says otherwise (``{}``: the defaults, as a user gets them)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        ports: dict[str, int] | None = None,
+    ) -> None:
         self.marker = uuid.uuid4().hex
         base = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
         env = {**base, **(env or {}), "BW_SMOKE_ID": self.marker}
+        self.ports = free_ports() if ports is None else ports
+        flags = [f"--{name}-port={port}" for name, port in self.ports.items()]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [*_borderwatch(), "up", "--data-dir", str(data_dir), *args],
+            [*_borderwatch(), "up", "--data-dir", str(data_dir), *flags, *args],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -135,6 +157,11 @@ def test_up_demo_shows_counts_then_stops_cleanly(data_dir: Path, ups: list[Up]) 
     ups.append(up)
     api = up.wait_for(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1/sections", 120).group(1)
     token = up.wait_for(r"Authorization: Bearer (bw_\S+)", 5).group(1)
+    # The ports asked for, and a dashboard URL that carries the token (one click).
+    assert api == f"http://127.0.0.1:{up.ports['api']}"
+    assert f"Dashboard      {api}/#token={token}" in up.output
+    assert f"POST http://127.0.0.1:{up.ports['ingest']}/v1/field-events" in up.output
+    assert f"http://127.0.0.1:{up.ports['aggregator']}/metrics" in up.output
     # Without the token the API refuses: secure by default.
     with pytest.raises(urllib.error.HTTPError) as refused:
         up.get(api + "/api/v1/sections", None)
@@ -247,3 +274,107 @@ def test_up_uses_an_existing_cluster_and_starts_no_broker(tmp_path: Path, ups: l
         assert up.process.returncode == 0
     finally:
         external.stop()
+
+
+def _hold(port: int) -> socket.socket | None:
+    """Listen on 127.0.0.1:``port`` if it is free (None: something else holds it)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    s.listen()
+    return s
+
+
+def _run_up(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    return subprocess.run(
+        [*_borderwatch(), "up", "--data-dir", str(data_dir), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_taken_port_stops_up_before_anything_starts(tmp_path: Path) -> None:
+    ports = free_ports()
+    held = _hold(ports["ingest"])
+    assert held is not None
+    try:
+        t0 = time.monotonic()
+        result = _run_up(tmp_path / "d", *(f"--{n}-port={p}" for n, p in ports.items()))
+        took = time.monotonic() - t0
+    finally:
+        held.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.stderr
+    assert f"port {ports['ingest']} (ingest) is already in use" in message
+    assert "--ingest-port" in message and "BW_INGEST_PORT" in message
+    # Only the taken one is named, and nothing was started or written.
+    assert str(ports["api"]) not in message
+    assert "starting Kafka" not in result.stdout
+    assert not (tmp_path / "d").exists()
+    assert took < 30
+
+
+def test_up_defaults_to_ports_8080_8081_6066_and_never_picks_another(tmp_path: Path) -> None:
+    """Without flags or settings `up` wants 8080, 8081 and 6066. Each is held here
+    (or already held by something else), so `up` must refuse, naming all three and
+    how to choose others, and never fall back to a random port."""
+    held = [_hold(port) for port in (8080, 8081, 6066)]
+    try:
+        result = _run_up(tmp_path / "d")
+    finally:
+        for s in held:
+            if s is not None:
+                s.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.stderr
+    for port, flag, setting in (
+        (8080, "--api-port", "BW_API_PORT"),
+        (8081, "--ingest-port", "BW_INGEST_PORT"),
+        (6066, "--aggregator-port", "BW_AGGREGATOR_PORT"),
+    ):
+        assert f"port {port} (" in message and "already in use" in message
+        assert f"{flag} PORT or {setting}=PORT" in message
+    assert "borderwatch is up" not in result.stdout
+    assert not (tmp_path / "d").exists()
+
+
+def test_up_ports_follow_the_settings_and_the_flags_win(tmp_path: Path) -> None:
+    ports = free_ports()
+    held = [_hold(port) for port in ports.values()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env.update({f"BW_{n.upper()}_PORT": str(p) for n, p in ports.items()})
+    try:
+        by_setting = subprocess.run(
+            [*_borderwatch(), "up", "--data-dir", str(tmp_path / "d")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        other = free_ports()["api"]
+        by_flag = subprocess.run(
+            [*_borderwatch(), "up", "--data-dir", str(tmp_path / "d"), f"--api-port={other}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        for s in held:
+            if s is not None:
+                s.close()
+    # The BW_ settings decide the ports (all three are held here, so all are named).
+    assert by_setting.returncode == 2
+    for port in ports.values():
+        assert f"port {port} (" in by_setting.stderr, by_setting.stderr
+    # A flag wins over its setting: the API port is no longer in the complaint.
+    assert by_flag.returncode == 2
+    assert f"port {ports['api']} (" not in by_flag.stderr
+    assert f"port {ports['ingest']} (ingest)" in by_flag.stderr

@@ -12,6 +12,7 @@ const KINDS = ["detection", "crossing_attempt", "apprehension", "incident",
 const LEVEL_RANK = { low: 0, medium: 1, high: 2, critical: 3 };
 const COUNTRY_ORDER = ["LV", "LT", "PL"];
 const TOKEN_KEY = "borderwatch.token";
+const ACK_BY_KEY = "borderwatch.ackBy";  // the last display name typed (a role, not a secret)
 const MAX_TRANSITIONS = 30;
 const STALE_MS = 50_000;          // the server sends a heartbeat every 20 s
 const BACKOFF_MS = [500, 15_000];  // first and largest reconnect delay
@@ -33,7 +34,10 @@ const state = {
   sections: new Map(),   // section_id -> section, catalogue order
   order: new Map(),      // section_id -> catalogue index (sort tie-break)
   polylines: new Map(),  // section_id -> [[lat, lon], ...]
-  alerts: new Map(),     // alert_id -> latest transition
+  alerts: new Map(),     // alert_id -> latest transition (with acked / acks from the API)
+  lastAck: new Map(),    // alert_id -> newest acknowledgement known to this page
+  ackIds: new Set(),     // ack_id of every acknowledgement counted since the last (re)load
+  ackForbidden: "",      // why this token may not acknowledge (HTTP 403), once seen
   transitions: [],       // newest first
   selected: null,
   detail: null,          // GET /api/v1/sections/{selected}
@@ -120,6 +124,16 @@ class AuthError extends Error {
   }
 }
 
+async function postJson(path, body) {
+  const headers = { Accept: "application/json", "Content-Type": "application/json" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  const resp = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), cache: "no-store" });
+  let data = null;
+  try { data = await resp.json(); } catch { /* no JSON body */ }
+  return { status: resp.status, data };
+}
+
 async function api(path) {
   const headers = { Accept: "application/json" };
   const t = token();
@@ -193,6 +207,8 @@ async function start() {
     state.reports = new Map(reports.map((r) => [r.report_id, r]));
     state.assessments = new Map(assessments.map((a) => [a.country, a]));
     state.alerts = new Map(alerts.map((a) => [a.alert_id, a]));
+    state.ackIds = new Set();
+    for (const a of alerts) if (a.status === "firing" && a.acked) loadLastAck(a.alert_id);
     state.transitions = [...alerts].sort(byUpdatedDesc).slice(0, MAX_TRANSITIONS);
     touch();
     loadPolylines();
@@ -340,6 +356,10 @@ function handle(message) {
       }
       break;
     }
+    case "ack": {
+      applyAck(message.payload);
+      break;
+    }
     case "assessment": {
       state.assessments.set(message.payload.country, message.payload);
       touch();
@@ -352,7 +372,38 @@ function handle(message) {
 
 function mergeAlert(a) {
   const current = state.alerts.get(a.alert_id);
-  if (!current || current.seq <= a.seq) state.alerts.set(a.alert_id, a);
+  if (current && current.seq > a.seq) return;
+  // A live transition carries no ack fields: acknowledgements belong to the alert.
+  const acks = "acked" in a ? {} : { acked: current ? current.acked : false, acks: current ? current.acks : 0 };
+  state.alerts.set(a.alert_id, { ...a, ...acks });
+}
+
+// One acknowledgement (from the feed, or this page's own POST): counted once.
+function applyAck(ack) {
+  if (state.ackIds.has(ack.ack_id)) return;
+  state.ackIds.add(ack.ack_id);
+  const known = state.lastAck.get(ack.alert_id);
+  if (!known || known.acked_at <= ack.acked_at) state.lastAck.set(ack.alert_id, ack);
+  const a = state.alerts.get(ack.alert_id);
+  if (a) state.alerts.set(ack.alert_id, { ...a, acked: true, acks: (a.acks || 0) + 1 });
+  touch();
+}
+
+// Who acknowledged an alert acked before this page loaded (REST has only the count).
+const lastAckLoading = new Set();
+async function loadLastAck(alertId) {
+  if (state.lastAck.has(alertId) || lastAckLoading.has(alertId)) return;
+  lastAckLoading.add(alertId);
+  try {
+    const d = await api(`/api/v1/alerts/${encodeURIComponent(alertId)}`);
+    const newest = [...(d.acks || [])].sort((x, y) => (x.acked_at < y.acked_at ? -1 : 1)).pop();
+    if (newest && !state.lastAck.has(alertId)) {
+      state.lastAck.set(alertId, newest);
+      scheduleRender();
+    }
+  } catch { /* the "acked" mark still shows */ } finally {
+    lastAckLoading.delete(alertId);
+  }
 }
 
 function trimReports() {
@@ -713,6 +764,7 @@ function renderAlerts() {
   $("#alerts").replaceChildren(...firing.map((a) => el("li", {
     class: "alert", "data-alert-id": a.alert_id, "data-severity": a.severity,
     "data-level": a.severity, "data-section": a.section_id, tabindex: 0,
+    "data-acked": a.acked ? "true" : "false",
     // A country-level alert (`LV-ALL`, report discrepancies) has no section to open.
     onclick: () => { if (state.sections.has(a.section_id)) select(a.section_id); },
     onkeydown: (e) => { if (e.key === "Enter" && state.sections.has(a.section_id)) select(a.section_id); },
@@ -721,7 +773,15 @@ function renderAlerts() {
     el("span", { class: "alert-section" }, a.section_id),
     el("span", { class: "since" }, "since ", agoSpan(a.started_at))),
   el("div", { class: "summary" }, a.summary),
-  el("div", { class: "muted small" }, `${a.rule} · ${a.value} vs ${a.threshold} in ${a.window}`))));
+  el("div", { class: "muted small" }, `${a.rule} · ${a.value} vs ${a.threshold} in ${a.window}`),
+  el("div", { class: "ack-row" },
+    el("button", {
+      type: "button", class: "ack-button",
+      "aria-label": `Acknowledge the ${a.severity} alert on ${a.section_id}`,
+      onclick: (e) => { e.stopPropagation(); openAck(a.alert_id); },
+      onkeydown: (e) => e.stopPropagation(),
+    }, a.acked ? "Ack again" : "Ack"),
+    a.acked ? el("span", { class: "acked" }, ...ackText(a)) : null))));
 
   $("#transitions").replaceChildren(...state.transitions.map((t) => el("li", {
     "data-alert-id": t.alert_id, "data-status": t.status, "data-seq": t.seq,
@@ -807,6 +867,81 @@ function niceMax(v) {
   return 10 * p;
 }
 
+function ackText(a) {
+  const last = state.lastAck.get(a.alert_id);
+  const more = a.acks > 1 ? ` (${a.acks} acks)` : "";
+  if (!last) return [`acknowledged${more}`];
+  const comment = last.comment ? `: “${last.comment}”` : "";
+  return [`acknowledged by ${last.by}${comment}${more} · `, agoSpan(last.acked_at)];
+}
+
+// ---------------------------------------------------------------- acknowledge
+
+const SCOPE_HELP = "Acknowledging needs a token with the “ack” scope (an administrator makes one "
+  + "with: borderwatch token create --scopes read,ack); use “forget token” to enter it.";
+
+function showAckError(text) {
+  const node = $("#ack-error");
+  node.textContent = text;
+  node.hidden = !text;
+}
+
+function openAck(alertId) {
+  const a = state.alerts.get(alertId);
+  if (!a) return;
+  const dialog = $("#ack-dialog");
+  dialog.dataset.alertId = alertId;
+  $("#ack-alert").textContent = `${a.section_id} · ${a.severity} · ${a.summary}`;
+  $("#ack-by").value = localStorage.getItem(ACK_BY_KEY) || "";
+  $("#ack-comment").value = "";
+  showAckError(state.ackForbidden
+    ? `This token may not acknowledge alerts (${state.ackForbidden}). ${SCOPE_HELP}` : "");
+  $("#ack-submit").disabled = false;
+  dialog.showModal();
+  ($("#ack-by").value ? $("#ack-comment") : $("#ack-by")).focus();
+}
+
+async function submitAck(e) {
+  e.preventDefault();
+  const form = $("#ack-form");
+  if (!form.reportValidity()) return;
+  const dialog = $("#ack-dialog");
+  const alertId = dialog.dataset.alertId;
+  const by = $("#ack-by").value.trim();
+  const comment = $("#ack-comment").value.trim();
+  $("#ack-submit").disabled = true;
+  showAckError("");
+  let result;
+  try {
+    result = await postJson(`/api/v1/alerts/${encodeURIComponent(alertId)}/ack`, { by, comment });
+  } catch (err) {
+    $("#ack-submit").disabled = false;
+    return showAckError(`The API is unreachable (${err.message}); nothing was acknowledged. Try again.`);
+  }
+  $("#ack-submit").disabled = false;
+  const { status, data } = result;
+  const detail = (data && typeof data.detail === "string") ? data.detail : "";
+  if (status === 202) {
+    localStorage.setItem(ACK_BY_KEY, by);
+    dialog.close();
+    applyAck(data);
+    return;
+  }
+  if (status === 403) {
+    state.ackForbidden = detail || "HTTP 403";
+    return showAckError(`This token may not acknowledge alerts (${state.ackForbidden}). ${SCOPE_HELP}`);
+  }
+  if (status === 401) {
+    dialog.close();
+    return showAuth(401, detail);
+  }
+  if (status === 409) return showAckError(`Not acknowledged: ${detail || "the alert is already resolved"}.`);
+  if (status === 422 && data && Array.isArray(data.errors)) {
+    return showAckError(`Not acknowledged: ${data.errors.map((x) => `${x.field.replace(/^body\./, "")}: ${x.reason}`).join("; ")}.`);
+  }
+  showAckError(`Not acknowledged (HTTP ${status}${detail ? `: ${detail}` : ""}). Try again.`);
+}
+
 // Relative times and the reconnect countdown, once a second.
 function tick() {
   const now = Date.now();
@@ -861,13 +996,27 @@ function init() {
     if (row && e.key === "Enter") select(row.dataset.section);
   });
   $("#detail-close").addEventListener("click", () => select(null));
+  $("#ack-form").addEventListener("submit", submitAck);
+  $("#ack-cancel").addEventListener("click", () => $("#ack-dialog").close());
+  // The alert list is re-rendered while the dialog is open: give focus back to the
+  // alert's current button, not to the page.
+  $("#ack-dialog").addEventListener("close", () => {
+    const id = $("#ack-dialog").dataset.alertId;
+    requestAnimationFrame(() => {
+      const li = [...document.querySelectorAll("#alerts li[data-alert-id]")].find((n) => n.dataset.alertId === id);
+      const button = li && li.querySelector(".ack-button");
+      if (button) button.focus();
+    });
+  });
   for (const [id, key] of [["#reports-country", "country"], ["#reports-source", "source"]]) {
     $(id).addEventListener("change", (e) => {
       state.reportFilter[key] = e.target.value;
       scheduleRender();
     });
   }
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") select(null); });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !$("#ack-dialog").open) select(null);
+  });
   setInterval(tick, 1000);
   start();
 }

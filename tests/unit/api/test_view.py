@@ -139,3 +139,38 @@ def test_a_reposted_report_is_listed_once_and_old_ones_fall_out() -> None:
     for i in range(10):
         view.apply_analysis(_analysis(f"x{i}", i))
     assert len(view.analyses) == 6  # bounded at twice the recent reports
+
+
+def _hourly_state(sid: str, hour: int, crossings: int) -> dict[str, Any]:
+    """The state of hour ``hour`` (after 2026-11-01T00:00Z): its 24 buckets, each
+    counting ``crossings``."""
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    state = _state(sid, hour + 1, crossings)
+    state["hourly"] = [
+        {
+            "start": (base + timedelta(hours=j)).isoformat(),
+            "counts": dict.fromkeys(KINDS, 0) | {"crossing_attempt": crossings},
+        }
+        for j in range(hour - 23, hour + 1)
+    ]
+    return state
+
+
+def test_the_hourly_history_keeps_7_days_and_stays_bounded() -> None:
+    view = View(CAT)
+    for hour in range(1000):
+        view.apply_state(_hourly_state("LV-SIL", hour, hour))
+        assert len(view.history["LV-SIL"]) <= 168 + 48 + 24
+    series = view.hourly("LV-SIL", 168)
+    assert len(series) == 168
+    # Each bucket as the newest state that carried it counted it.
+    assert [p["counts"]["crossing_attempt"] for p in series[:-23]] == list(range(855, 1000))
+    assert series[-24:] == view.states["LV-SIL"]["hourly"]
+    assert view.hourly("LV-SIL", 24) == view.states["LV-SIL"]["hourly"]
+    assert len(view.hourly("LV-SIL", 5)) == 5
+    # An older version (a redelivery) changes neither the state nor the history.
+    assert not view.apply_state(_hourly_state("LV-SIL", 10, -1))
+    assert view.hourly("LV-SIL", 168) == series
+    assert view.hourly("LV-PIE", 168) == []
