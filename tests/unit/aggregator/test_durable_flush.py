@@ -58,6 +58,28 @@ async def test_flush_waits_for_the_record_being_handed_over() -> None:
         assert buffer.handed == ["only"]
 
 
+async def test_flush_does_not_wait_for_records_put_after_it_began() -> None:
+    """Under steady load the queue is never empty; a flush covers what was put before."""
+    async with _slow(DurableProducerBuffer, 0.05) as buffer:
+        for n in range(3):
+            buffer.put(n)
+
+        async def keep_putting() -> None:
+            for n in range(3, 1000):
+                buffer.put(n)
+                await asyncio.sleep(0.01)
+
+        feeder = asyncio.create_task(keep_putting())
+        try:
+            await asyncio.wait_for(buffer.flush(), timeout=2)
+            assert buffer.handed[:3] == [0, 1, 2]
+            assert buffer.size > 0  # later records still queued: the flush did not wait
+        finally:
+            feeder.cancel()
+        await buffer.flush()  # the rest, before the buffer stops
+        assert buffer.size == 0
+
+
 async def test_the_throttle_still_flushes_at_most_n() -> None:
     async with _slow(DurableProducerBuffer, 0.01) as buffer:
         for n in range(50):
