@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, KeysView
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -117,13 +117,17 @@ class Segment:
 class Dedupe:
     """The event ids a section counted, per bucket, in segments (see module doc).
 
-    ``seen`` is the in-memory index (about 70 bytes an id); the segments are what
-    is stored. ``dirty`` and ``gone`` say which segment records the next write
-    must send (rewrite) or delete (tombstone).
+    ``seen`` is the in-memory index; the segments are what is stored. ``dirty``
+    and ``gone`` say which segment records the next write must send (rewrite) or
+    delete (tombstone).
+
+    ``seen`` is a dict of int keys to None, not a set: CPython's collector never
+    looks inside a dict that holds only atomic values, but walks every entry of a
+    set on each full collection (5 M ids: 269 ms against 48 ms, measured).
     """
 
     def __init__(self) -> None:
-        self.seen: set[int] = set()
+        self.seen: dict[int, None] = {}
         self.segments: dict[int, list[Segment]] = {}
         self.dirty: set[tuple[int, int]] = set()
         self.gone: list[tuple[int, int]] = []
@@ -143,7 +147,7 @@ class Dedupe:
         seg = segs[-1]
         seg.ids.append(key)
         seg.counts[kind] = seg.counts.get(kind, 0) + count
-        self.seen.add(key)
+        self.seen[key] = None
         self.dirty.add((bucket, seg.n))
 
     def load(self, seg: Segment) -> None:
@@ -151,13 +155,15 @@ class Dedupe:
         segs = self.segments.setdefault(seg.bucket, [])
         segs.append(seg)
         segs.sort(key=lambda s: s.n)
-        self.seen.update(seg.ids)
+        self.seen.update(dict.fromkeys(seg.ids))
 
     def expire(self, floor: int) -> None:
         """Forget the buckets older than ``floor`` (their segments get tombstones)."""
         for bucket in [b for b in self.segments if b < floor]:
             for seg in self.segments.pop(bucket):
-                self.seen.difference_update(seg.ids)
+                pop = self.seen.pop
+                for key in seg.ids:
+                    pop(key, None)
                 self.dirty.discard((bucket, seg.n))
                 self.gone.append((bucket, seg.n))
 
@@ -206,9 +212,9 @@ class SectionAggregate:
     seen_floor: int | None = field(default=None, compare=False)
 
     @property
-    def seen(self) -> set[int]:
+    def seen(self) -> KeysView[int]:
         """The event-id hashes this section counted (7 d + grace)."""
-        return self.dedupe.seen
+        return self.dedupe.seen.keys()
 
     def core_bytes(self) -> bytes:
         return orjson.dumps(
