@@ -221,6 +221,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def spawn(env: dict[str, str], log: Path, module: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a worker process on a free web port (in its own session, so it can be
+    stopped with its children); returns it and its base URL."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *module],
+            env={**env, "BW_WEB_PORT": str(port), "BENCH_WEB_PORT": str(port)},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def run_worker(
     env: dict[str, str], n: int, log: Path, count_metric: str, module: list[str]
 ) -> dict[str, float]:
@@ -228,18 +244,7 @@ def run_worker(
     CPU seconds and peak RSS of the worker process."""
     import psutil
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**env, "BW_WEB_PORT": str(port), "BENCH_WEB_PORT": str(port)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, *module],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, url = spawn(env, log, module)
     try:
         _wait_ready(url, proc)
         ps = psutil.Process(proc.pid)
@@ -485,21 +490,8 @@ def fill(
         }
     )
 
-    def start(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "services.aggregator"],
-                env={**env, "BW_WEB_PORT": str(port)},
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return proc, f"http://127.0.0.1:{port}"
-
     counted = "bw_aggregator_events_counted_total"
-    proc, url = start(work / "borderwatch-fill.log")
+    proc, url = spawn(env, work / "borderwatch-fill.log", ["-m", "services.aggregator"])
     out: dict[str, Any] = {"events": n_total, "sections": 20, "marks": {}}
     try:
         _wait_ready(url, proc)
@@ -551,7 +543,9 @@ def fill(
                 ),
             )
         )
-        proc, url = start(work / "borderwatch-fill-successor.log")
+        proc, url = spawn(
+            env, work / "borderwatch-fill-successor.log", ["-m", "services.aggregator"]
+        )
         _wait_ready(url, proc, timeout=300)
         ready = time.perf_counter() - killed
         while _metric(url, counted) < 1:
