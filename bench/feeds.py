@@ -872,7 +872,11 @@ def run(args: argparse.Namespace) -> None:
         services = [api]
         aggregator = ingest = None
         if not args.direct:
-            aggregator, ingest = start_pipeline(env, workdir, prefix, agg_port, ingest_port)
+            pipeline_env = dict(env)
+            pipeline_env.update(item.split("=", 1) for item in args.env)
+            aggregator, ingest = start_pipeline(
+                pipeline_env, workdir, prefix, agg_port, ingest_port
+            )
             services += [aggregator, ingest]
         for service in services:
             service.wait_ready(90)
@@ -1098,6 +1102,20 @@ def run(args: argparse.Namespace) -> None:
             f"{args.rate:g} updates/s to {n_clients} clients would need "
             f"{per_message * args.rate * n_clients:.1f} cores for the API alone"
         )
+    if args.rate > 0:
+        # CPU per update is steadier than % on a shared machine (it still grows
+        # when batches shrink, so compare runs of one sitting).
+        per_update = {
+            name: f"{10 * cpu[name] / args.rate:.2f} ms"
+            for name in ("aggregator", "ingest")
+            if name in cpu
+        }
+        if per_update:
+            print(
+                "  CPU per posted update: "
+                + ", ".join(f"{k} {v}" for k, v in per_update.items())
+                + (f" (settings: {' '.join(args.env)})" if args.env else "")
+            )
     print(
         "  others, CPU %: "
         + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if k not in ("api", "machine"))
@@ -1154,7 +1172,19 @@ def main() -> None:
         help="no ingest/aggregator: produce section states straight to Kafka (the API alone)",
     )
     parser.add_argument("--profile", type=Path, help="run the API under cProfile, write here")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="BW_NAME=VALUE",
+        help="a setting for the aggregator and ingest (repeatable), e.g. "
+        "--env BW_BATCH_WITHIN=0.05 to compare settings in one sitting",
+    )
     args = parser.parse_args()
+    for item in args.env:
+        name, sep, _ = item.partition("=")
+        if not sep or not name.startswith("BW_"):
+            parser.error(f"--env {item!r}: expected BW_NAME=VALUE")
     with contextlib.suppress(KeyboardInterrupt):
         run(args)
 

@@ -63,7 +63,12 @@ durable.install()
 # Before the app creates its consumer: records of the input topic reach the
 # counting task in bulk, once per fetch, not one Faust event at a time (bulk.py).
 input_sink = bulk.BulkSink()
-bulk.install(topics.field_events, input_sink)
+bulk.install(
+    topics.field_events,
+    input_sink,
+    fetch_min_bytes=settings.fetch_min_bytes,
+    fetch_max_wait_ms=settings.fetch_max_wait_ms,
+)
 
 app = faust.App(
     settings.app_id,

@@ -28,7 +28,22 @@ class AggregatorSettings(CommonSettings):
         72.0, gt=0, description="Reports weighed by the closure-criteria assessment (hours)."
     )
     batch_max: int = Field(5000, ge=1, description="Most input records handled in one batch.")
-    batch_within: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
+    batch_within: float = Field(0.005, gt=0, description="Longest wait to fill a batch, seconds.")
+    fetch_min_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="Bytes the broker gathers for a fetch of the input before answering "
+        "(at most fetch_max_wait_ms): fewer, larger fetches when events arrive live.",
+    )
+    fetch_max_wait_ms: int = Field(
+        30, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
+    )
+    checkpoint_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between writes of an input partition's checkpoint (where a "
+        "successor resumes; one that lags only means more replay, which counts nothing).",
+    )
     session_timeout: float = Field(
         6.0, gt=0, description="Consumer group session timeout; the first join waits half of it."
     )

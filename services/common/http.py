@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
 # No `_created` series: they double every counter's and histogram's series, and
@@ -23,6 +24,11 @@ class JSONBytes(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+# FastAPI(telemetry=NO_TELEMETRY): the services export Prometheus metrics, not
+# OpenTelemetry, and the bridge costs CPU on every request while it is on.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def add_common_routes(app: FastAPI, ready: Callable[[], bool]) -> None:

@@ -66,12 +66,16 @@ def _run(
     batch_sizes: list[int],
     log: list[tuple[bytes, bytes | None]],
     batch_ends: list[tuple[int, int]],
+    checkpoint_every: int = 1,
 ) -> None:
     """Apply records[first:] in batches as the worker does: apply, refresh, write
-    each touched section (segments, then core) to ``log``; note each batch's end
-    offset with the log length after its writes."""
+    each touched section (segments, then core) to ``log``, and the checkpoint
+    after every ``checkpoint_every``-th batch (agents._checkpoint writes it at
+    most once per interval); note each batch's end offset with the log length
+    after its writes."""
     offset = first
     sizes = iter(batch_sizes)
+    batches = 0
     while offset < len(records):
         size = max(1, next(sizes, 3))
         touched: dict[str, SectionAggregate] = {}
@@ -86,7 +90,9 @@ def _run(
             log.extend(agg.writes())
         offset = min(offset + size, len(records))
         # The worker's checkpoint, after the batch's sections (agents._checkpoint).
-        log.append((checkpoint_key(0), b"%d" % (offset - 1)))
+        batches += 1
+        if batches % checkpoint_every == 0:
+            log.append((checkpoint_key(0), b"%d" % (offset - 1)))
         batch_ends.append((offset, len(log)))
 
 
@@ -117,6 +123,7 @@ EVENTS = st.lists(
     batch_sizes=st.lists(st.integers(1, 8), max_size=40),
     cut=st.floats(0, 1),
     commit_back=st.integers(0, 5),
+    checkpoint_every=st.integers(1, 4),
 )
 def test_any_order_split_and_restore_point_gives_the_pure_engines_counts(
     events: list[tuple[str, str, int, int]],
@@ -124,6 +131,7 @@ def test_any_order_split_and_restore_point_gives_the_pure_engines_counts(
     batch_sizes: list[int],
     cut: float,
     commit_back: int,
+    checkpoint_every: int,
 ) -> None:
     base = NOW - GRACE
     distinct = [
@@ -146,7 +154,7 @@ def test_any_order_split_and_restore_point_gives_the_pure_engines_counts(
     engine = _engine()
     log: list[tuple[bytes, bytes | None]] = []
     batch_ends: list[tuple[int, int]] = []
-    _run(engine, {}, records, 0, batch_sizes, log, batch_ends)
+    _run(engine, {}, records, 0, batch_sizes, log, batch_ends, checkpoint_every)
 
     # A crash leaves a prefix of the changelog. The successor resumes one past the
     # restored checkpoint (agents._start_cursor), or earlier if the consumer's
