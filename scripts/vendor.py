@@ -74,7 +74,9 @@ def main() -> int:
         for package, files in FILES.items():
             meta = json.loads((modules / package / "package.json").read_text())
             if meta["version"] != pins[package]:
-                sys.exit(f"vendor: npm installed {package} {meta['version']}, pinned {pins[package]}")
+                sys.exit(
+                    f"vendor: npm installed {package} {meta['version']}, pinned {pins[package]}"
+                )
             target = VENDOR / package
             entry: dict[str, object] = {
                 "version": meta["version"],
@@ -99,7 +101,9 @@ def main() -> int:
         print("vendor: every vendored file matches the pinned packages")
         return 0
     (VENDOR / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    print(f"vendor: wrote {', '.join(f'{p} {pins[p]}' for p in pins)} into {VENDOR.relative_to(REPO)}")
+    print(
+        f"vendor: wrote {', '.join(f'{p} {pins[p]}' for p in pins)} into {VENDOR.relative_to(REPO)}"
+    )
     return 0
 
 

@@ -717,7 +717,8 @@ function alertItem(a, historic) {
   historic ? null : el("div", { class: "ack-row" },
     el("button", {
       type: "button", class: "ack-button",
-      "aria-label": `Acknowledge the ${a.severity} alert on ${a.section_id}`,
+      // The accessible name starts with the visible text (WCAG 2.5.3).
+      "aria-label": `${a.acked ? "Ack again" : "Ack"}: acknowledge the ${a.severity} alert on ${a.section_id}`,
       onclick: (e) => { e.stopPropagation(); openAck(a.alert_id); },
       onkeydown: (e) => e.stopPropagation(),
     }, a.acked ? "Ack again" : "Ack"),
@@ -805,12 +806,12 @@ function renderDetail() {
         el("table", { class: "counts", id: "detail-counts" })),
       el("div", { class: "detail-lists" },
         el("section", { "aria-labelledby": "detail-events-title" },
-          el("h3", { id: "detail-events-title" }, "Recent events"), el("ol", { id: "detail-events", class: "events" })),
+          el("h3", { id: "detail-events-title" }, "Recent events"), el("ol", { id: "detail-events", tabindex: 0, "aria-labelledby": "detail-events-title", class: "events" })),
         el("section", { "aria-labelledby": "detail-alerts-title" },
-          el("h3", { id: "detail-alerts-title" }, "Alerts of this section"), el("ol", { id: "detail-alerts", class: "section-alerts" })),
+          el("h3", { id: "detail-alerts-title" }, "Alerts of this section"), el("ol", { id: "detail-alerts", tabindex: 0, "aria-labelledby": "detail-alerts-title", class: "section-alerts" })),
         el("section", { "aria-labelledby": "detail-reports-title" },
           el("h3", { id: "detail-reports-title" }, `Reports about ${base.country || "its country"}`),
-          el("ol", { id: "detail-reports", class: "section-reports" }))));
+          el("ol", { id: "detail-reports", tabindex: 0, "aria-labelledby": "detail-reports-title", class: "section-reports" }))));
   }
   $("#detail-meta").replaceChildren("last event ", agoSpan(d.last_event_at),
     (d.firing_alerts || []).length ? ` · firing: ${d.firing_alerts.join(", ")}` : "",

@@ -193,7 +193,8 @@ export class BorderMap {
         class: s.section_id === this.selected ? "sec selected" : "sec",
         "data-section": s.section_id, "data-level": s.level, tabindex: 0, role: "button",
         "aria-pressed": s.section_id === this.selected ? "true" : "false",
-        "aria-label": `${s.section_id} ${s.name}, level ${s.level}: open the section detail`,
+        // The accessible name starts with the visible label (WCAG 2.5.3).
+        "aria-label": `${label}: ${s.name}, level ${s.level}; open the section detail`,
       }, svg("title", {}, s.title || label));
       if (line.length > 1) {
         g.append(svg("polyline", { class: "casing", points: line.join(" ") }),
