@@ -10,7 +10,7 @@ export const BELARUS = "112";
 // ISO 3166-1 numeric ids of the EU countries on the Belarus border (world-atlas ids).
 export const EU_BORDER = new Map([["428", "LV"], ["440", "LT"], ["616", "PL"]]);
 const NAMES = [ // where the country names go [lat, lon]
-  ["LATVIA", 56.75, 25.3], ["LITHUANIA", 55.25, 23.9], ["POLAND", 52.45, 21.6],
+  ["LATVIA", 56.75, 25.3], ["LITHUANIA", 55.25, 23.9], ["POLAND", 51.95, 22.1],
   ["BELARUS", 53.6, 27.3], ["RUSSIA", 54.75, 21.35], ["UKRAINE", 51.3, 27.0],
   ["ESTONIA", 58.3, 26.2], ["RUSSIA", 56.9, 29.5],
 ];
