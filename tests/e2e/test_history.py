@@ -100,6 +100,11 @@ def test_the_slider_shows_an_earlier_picture_and_live_returns(
         "data-level", then["LV-KRA"]["level"]
     )
     assert then["LV-KRA"]["level"] != "high"
+    # The section's 7-day chart marks the hour shown.
+    row.click()
+    chart = page.locator("#hourly")
+    expect(chart.locator("canvas").first).to_be_visible()
+    expect(chart).to_have_attribute("data-marker", body["at"])
     assert axe_violations(page) == [], "axe in the history view"
 
     # Live: the feed's picture again, at once (it was kept current meanwhile).
@@ -109,4 +114,5 @@ def test_the_slider_shows_an_earlier_picture_and_live_returns(
     expect(row.locator('[data-col="crossing_24h"]')).to_have_text("35")
     expect(page.locator(f'#alerts [data-alert-id="{ALERT_ID}"]')).to_be_visible()
     expect(row).to_have_attribute("data-level", "high")
+    expect(chart).to_have_attribute("data-marker", "")
     assert page.console_errors == [], page.console_errors  # type: ignore[attr-defined]

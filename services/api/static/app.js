@@ -761,7 +761,9 @@ function renderAlerts() {
   el("div", { class: "summary" }, a.summary),
   a.acked ? el("div", { class: "muted small" }, `acknowledged (${a.acks})`) : null)));
 
-  $("#transitions").replaceChildren(...state.transitions.map((t) => el("li", {
+  $("#transitions").replaceChildren(...state.transitions.filter(
+    (t) => Date.parse(t.updated_at) <= cutoff,
+  ).map((t) => el("li", {
     "data-alert-id": t.alert_id, "data-status": t.status, "data-seq": t.seq,
   },
   el("time", { datetime: t.updated_at, title: t.updated_at }, clock(new Date(t.updated_at))),
@@ -813,7 +815,8 @@ function renderDetail() {
           el("h3", { id: "detail-reports-title" }, `Reports about ${base.country || "its country"}`),
           el("ol", { id: "detail-reports", tabindex: 0, "aria-labelledby": "detail-reports-title", class: "section-reports" }))));
   }
-  $("#detail-meta").replaceChildren("last event ", agoSpan(d.last_event_at),
+  $("#detail-meta").replaceChildren(state.history ? "live figures (not the slider's hour) · " : "",
+    "last event ", agoSpan(d.last_event_at),
     (d.firing_alerts || []).length ? ` · firing: ${d.firing_alerts.join(", ")}` : "",
     d.history_since ? ` · history held since ${dayClock(d.history_since)}` : "",
     d.listError ? el("span", { class: "error", role: "alert" }, ` · ${d.listError}`) : "");
@@ -880,7 +883,11 @@ function updateChart(hourly) {
   const box = $("#hourly");
   if (!box) return;
   const data = chartSeries(hourly);
-  const key = JSON.stringify(data);
+  const marker = state.history ? state.history.at : "";
+  const key = JSON.stringify(data) + marker;
+  box.dataset.marker = marker;
+  $("#hourly-caption").textContent = marker
+    ? `Per hour, last 7 days; dashed: the slider's hour, ${dayClock(marker)}` : "Per hour, last 7 days";
   // What the chart shows, for readers of the DOM (and the tests): hours drawn and held.
   box.dataset.hours = data[0].length;
   box.dataset.held = data[1].filter((v) => v !== null).length;
@@ -909,6 +916,7 @@ function updateChart(hourly) {
       [3600, "{HH}:00", "\n{DD} {MMM}", null, "\n{DD} {MMM}", null, null, null, 0]] },
     { ...axis, size: 48 }],
     cursor: { drag: { x: true, y: false } },
+    hooks: { draw: [drawMarker] },
     legend: { show: true, live: true },
     series: [{ label: "hour", value: "{DD} {MMM} {HH}:00" },
       ...KINDS.map((k) => ({
@@ -922,6 +930,23 @@ function updateChart(hourly) {
     if (detailView.chart && Math.abs(detailView.chart.width - w) > 2) detailView.chart.setSize({ width: w, height: 260 });
   });
   detailView.resize.observe(box);
+}
+
+// The slider's hour as a dashed line over the 7 days, while the board shows history.
+function drawMarker(u) {
+  if (!state.history) return;
+  const x = u.valToPos(Date.parse(state.history.at) / 1000, "x", true);
+  if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) return;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = "#f0e442";
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+  ctx.beginPath();
+  ctx.moveTo(x, u.bbox.top);
+  ctx.lineTo(x, u.bbox.top + u.bbox.height);
+  ctx.stroke();
+  ctx.restore();
 }
 
 function destroyChart() {

@@ -19,7 +19,9 @@ const AREA = { lon0: 8, lon1: 42, lat0: 44, lat1: 62 };
 export const W = 600;
 export const H = 720;
 const PAD = 24;
-const LABEL_PX = 16;
+// Labels are 12-17 screen pixels high whatever the map's width (the SVG scales):
+// 17 on a wall screen's map, 12 on a laptop's, where zoom spreads them out.
+const labelScreenPx = (width) => Math.min(17, Math.max(12, width / 30));
 const MIN_K = 1;
 const MAX_K = 24;
 
@@ -72,6 +74,7 @@ export class BorderMap {
     this.root.replaceChildren(svg("rect", { class: "sea", x: 0, y: 0, width: W, height: H }),
       this.geo, this.overlay);
     this.wire();
+    new ResizeObserver(() => this.draw()).observe(this.root);
   }
 
   async load() {
@@ -174,12 +177,17 @@ export class BorderMap {
   draw() {
     if (!this.base) return;
     const { k, x, y } = this.view;
+    // SVG units per screen pixel, so labels keep their size on a wall screen and a laptop.
+    const width = this.root.getBoundingClientRect().width || W;
+    const size = (labelScreenPx(width) * W) / width;
+    this.overlay.setAttribute("font-size", size.toFixed(2));
     this.geo.setAttribute("transform", `translate(${x.toFixed(2)},${y.toFixed(2)}) scale(${k.toFixed(4)})`);
     this.root.dataset.zoom = k.toFixed(2);
     const focused = document.activeElement?.closest?.("#map g.sec")?.dataset.section;
     const names = svg("g", { class: "names", "aria-hidden": "true" });
     for (const [name, lat, lon] of NAMES) {
       const [nx, ny] = this.screen(lat, lon);
+      // Country names sit under the labels and yield to them (drawn, not placed).
       if (nx > 0 && nx < W && ny > 0 && ny < H) names.append(svg("text", { x: nx, y: ny, "text-anchor": "middle" }, name));
     }
     const marks = svg("g", { class: "marks" });
@@ -200,10 +208,9 @@ export class BorderMap {
         g.append(svg("polyline", { class: "casing", points: line.join(" ") }),
           svg("polyline", { class: "line", points: line.join(" ") }));
       }
-      const width = label.length * LABEL_PX * 0.6;
-      const [lx, ly, anchor] = placeLabel(cx, cy, width, placed);
-      if (Math.hypot(lx - cx, ly - 5 - cy) > 22) {
-        g.append(svg("line", { class: "leader", x1: cx, y1: cy, x2: lx, y2: ly - LABEL_PX * 0.35 }));
+      const [lx, ly, anchor] = placeLabel(cx, cy, label.length * size * 0.66, size, placed);
+      if (Math.hypot(lx - cx, ly - 0.3 * size - cy) > 1.4 * size) {
+        g.append(svg("line", { class: "leader", x1: cx, y1: cy, x2: lx, y2: ly - size * 0.35 }));
       }
       g.append(svg("circle", { class: "marker", cx, cy, r: 8 }),
         svg("text", { class: "label", x: lx, y: ly, "text-anchor": anchor },
@@ -305,18 +312,20 @@ export class BorderMap {
 
 // Greedy label placement: the first candidate (right, left, then further up or down
 // with a leader line) whose box overlaps no marker and no earlier label.
-function placeLabel(cx, cy, w, placed) {
-  const h = LABEL_PX + 3;
-  const candidates = [[cx + 13, cy + 6, "start"], [cx - 13, cy + 6, "end"]];
+function placeLabel(cx, cy, w, size, placed) {
+  const h = size * 1.15;
+  const dx = size * 0.8;
+  const base = cy + size * 0.38;
+  const candidates = [[cx + dx, base, "start"], [cx - dx, base, "end"]];
   for (const d of [1, 2, 3, 4]) {
     for (const sign of [-1, 1]) {
-      const y = cy + 6 + sign * d * h;
-      candidates.push([cx + 13 + d * 6, y, "start"], [cx - 13 - d * 6, y, "end"]);
+      const y = base + sign * d * h;
+      candidates.push([cx + dx + d * size * 0.4, y, "start"], [cx - dx - d * size * 0.4, y, "end"]);
     }
   }
   let best = null;
   for (const [x, y, anchor] of candidates) {
-    const box = { x0: anchor === "start" ? x : x - w, x1: anchor === "start" ? x + w : x, y0: y - LABEL_PX, y1: y + 4 };
+    const box = { x0: anchor === "start" ? x : x - w, x1: anchor === "start" ? x + w : x, y0: y - size * 0.95, y1: y + size * 0.25 };
     const off = box.x0 < 0 || box.x1 > W ? 100 : 0;
     const hits = off + placed.filter((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1).length;
     if (!best || hits < best.hits) best = { hits, box, at: [x, y, anchor] };
