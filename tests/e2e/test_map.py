@@ -76,6 +76,9 @@ def test_the_map_draws_the_outlines_the_border_and_every_section(
         expect(g.locator("text.label")).to_have_text(f"{section_id} LOW")
         expect(g.locator("polyline.line")).to_have_count(1)
         assert (g.get_attribute("aria-label") or "").startswith(f"{section_id} LOW")
+    # Readable from across the room: labels about 17 px high on the wall screen.
+    label = page.locator('#map g.sec[data-section="LT-MED"] text.label').bounding_box()
+    assert label is not None and label["height"] >= 15, label
     # The projection puts each section on the border it watches: every marker lies
     # within 30 SVG units (about 30 km at this scale) of the EU-Belarus line, and the
     # countries run north to south LV, LT, PL.

@@ -1012,6 +1012,11 @@ async function loadHistory(at) {
   try {
     const pic = await api(`/api/v1/state?at=${encodeURIComponent(iso)}`);
     if (state.historyAsked !== iso) return;
+    // An API without history answers with today's picture and no `at`: never show
+    // that as the past.
+    if (!pic.at || Number.isNaN(Date.parse(pic.at))) {
+      throw new Error("the API answered without the hour it shows (`at`): it does not serve history");
+    }
     state.history = {
       at: pic.at || iso,
       sections: new Map(pic.sections.map((s) => [s.section_id, s])),
