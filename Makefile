@@ -18,9 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv, install borderwatch, its dev tools and the Kafka jars
 	$(BIN)/borderwatch broker install
-	@# The official AsyncAPI JSON Schemas (npm @asyncapi/specs, pinned) for the contract test.
-	@grep -qs '"version": "6.11.1"' .tools/node_modules/@asyncapi/specs/package.json || \
-		npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @asyncapi/specs@6.11.1
+	@# Test-only npm packages, pinned, installed together (a second --no-save install would
+	@# prune the first): the official AsyncAPI JSON Schemas for the contract test and
+	@# axe-core, which the browser tests inject into the dashboard.
+	@grep -qs '"version": "6.11.1"' .tools/node_modules/@asyncapi/specs/package.json && \
+	grep -qs '"version": "4.14.1"' .tools/node_modules/axe-core/package.json || \
+		npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error \
+			@asyncapi/specs@6.11.1 axe-core@4.14.1
+
+vendor: ## re-vendor the dashboard's npm packages (pinned in services/api/static/vendor/package.json)
+	$(PYTHON) scripts/vendor.py
+
+screenshot: install ## refresh docs/dashboard.png: `borderwatch up --demo` on free ports, shot in Chromium
+	$(BIN)/python scripts/screenshot.py docs/dashboard.png
 
 system-deps: ## Debian packages the tests need (chromium, promtool, alertmanager)
 	./scripts/system-deps.sh
@@ -57,4 +67,4 @@ bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.metrics
 
-.PHONY: help install system-deps run test unit lint typecheck schemas audit dashboards bench
+.PHONY: help install vendor screenshot system-deps run test unit lint typecheck schemas audit dashboards bench

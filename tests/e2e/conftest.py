@@ -175,6 +175,33 @@ def chromium_page() -> Iterator[Any]:
             browser.close()
 
 
+# axe-core (npm, pinned in the Makefile's install target), injected by the browser tests.
+AXE = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_VERSION = "4.14.1"
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core's violations of ``impacts`` on the page as it is now, one line per rule.
+
+    The source is evaluated through the DevTools protocol, which the page's CSP does
+    not govern (an injected <script> would be refused, and reported as a violation)."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `make install` (it installs axe-core@{AXE_VERSION})")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    assert page.evaluate("() => axe.version") == AXE_VERSION
+    found: list[dict[str, Any]] = page.evaluate(
+        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
+            .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                           nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")) }))"""
+    )
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}"
+        for v in found
+        if v["impact"] in impacts
+    ]
+
+
 @pytest.fixture
 def page(deployment: Deployment) -> Iterator[Any]:  # noqa: F811
     """A fresh page (``chromium_page``) after the real broker, aggregator and API.

@@ -95,6 +95,8 @@ def test_dashboard_follows_the_live_picture(
     expect(page.locator('#map g.sec[data-section="LV-KRA"]')).to_have_attribute(
         "data-level", "high"
     )
+    # The level is written on the map too, not only coloured.
+    expect(page.locator('#map g.sec[data-section="LV-KRA"] text.label')).to_have_text("LV-KRA HIGH")
     expect(page.locator('#transitions [data-alert-id="e2e-crossings.LV-KRA.1"]')).to_contain_text(
         "firing"
     )
@@ -104,16 +106,23 @@ def test_dashboard_follows_the_live_picture(
     expect(rows.first).to_have_attribute("data-section", "LV-KRA")
     assert page.evaluate("window.__noReload === true"), "the page reloaded"
 
-    # Click the row: the detail panel with the 24 hourly bars from the REST detail.
+    # Click the row: the detail panel with the 7-day hourly chart (uPlot) from the REST
+    # detail (?hours=168), the section's events and alerts.
     row.click()
     detail = page.locator("#detail")
     expect(detail).to_be_visible()
     expect(page.locator("#detail-title")).to_contain_text("LV-KRA")
-    bars = detail.locator('#hourly rect[data-kind="crossing_attempt"]')
-    expect(bars).to_have_count(24)
-    expect(detail.locator('#hourly rect[data-kind="detection"]')).to_have_count(24)
-    expect(bars.last).to_have_attribute("data-value", "55")
+    chart = detail.locator("#hourly")
+    expect(chart.locator("canvas").first).to_be_visible()
+    expect(chart).to_have_attribute("data-hours", "168")
+    expect(chart).to_have_attribute("data-last_crossing_attempt", "55")
+    expect(chart).to_have_attribute("data-total_crossing_attempt", "55")
+    expect(chart).to_have_attribute("data-total_detection", "0")
     expect(detail.locator('tr[data-kind="crossing_attempt"] [data-col="24h"]')).to_have_text("55")
+    expect(detail.locator("#detail-events li[data-event-id]")).to_have_count(5)
+    expect(
+        detail.locator('#detail-alerts li[data-alert-id="e2e-crossings.LV-KRA.1"]')
+    ).to_be_visible()
 
     # Sorting by a column header.
     page.locator('#sections th[data-sort="section_id"]').click()
@@ -162,8 +171,10 @@ def test_reconnects_and_resyncs_after_an_api_restart(
     expect(connection).to_have_attribute("data-state", "live", timeout=LIVE_MS)
     page.evaluate("window.__noReload = true")
 
+    catalogue = Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml")
     api_server.stop()
     expect(connection).to_have_attribute("data-state", "reconnecting")
+    expect(connection).to_contain_text("reconnecting")
     expect(connection).to_contain_text("attempt")
     # What happens while the page is cut off reaches it through the resync.
     post(ingest, "PL-BIA", 7, 3)
@@ -173,3 +184,16 @@ def test_reconnects_and_resyncs_after_an_api_restart(
     expect(cell).to_have_text("21", timeout=LIVE_MS)
     expect(page.locator('#totals [data-country="PL"] [data-window="24h"]')).to_have_text("21")
     assert page.evaluate("window.__noReload === true"), "the page reloaded"
+    # Reloaded from REST + snapshot, not appended: one row, one map section, one
+    # country total each.
+    for selector, attribute in (
+        ("#sections tbody tr", "data-section"),
+        ("#map g.sec", "data-section"),
+        ("#totals .country", "data-country"),
+    ):
+        ids = page.locator(selector).evaluate_all(
+            f"(nodes) => nodes.map((n) => n.getAttribute('{attribute}'))"
+        )
+        assert len(ids) == len(set(ids)), f"duplicate {selector}: {ids}"
+    expect(page.locator("#sections tbody tr")).to_have_count(len(catalogue))
+    expect(page.locator("#map g.sec")).to_have_count(len(catalogue))

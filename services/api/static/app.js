@@ -4,8 +4,12 @@
 // live feed (WebSocket /ws/feed: a snapshot, then section_state / alert changes
 // and heartbeats; every frame is {"type": "batch", "messages": [...]}, the
 // messages in order). Every (re)connect starts again from REST + snapshot, so a
-// missed message can never leave the picture wrong. No build step, no network
-// beyond this origin.
+// missed message can never leave the picture wrong. The time slider shows the
+// picture at an earlier hour (GET /api/v1/state?at=) while the feed keeps the live
+// one current; "Live" shows it again. No build step, no network beyond this origin;
+// the map (map.js) and the chart use vendored npm packages (vendor/, `make vendor`).
+
+import { BorderMap } from "./map.js";
 
 const KINDS = ["detection", "crossing_attempt", "apprehension", "incident",
   "military_activity", "humanitarian"];
@@ -14,6 +18,9 @@ const COUNTRY_ORDER = ["LV", "LT", "PL"];
 const TOKEN_KEY = "borderwatch.token";
 const ACK_BY_KEY = "borderwatch.ackBy";  // the last display name typed (a role, not a secret)
 const MAX_TRANSITIONS = 30;
+const MAX_RESOLVED = 30;
+const HISTORY_HOURS = 168;        // the section chart and the time slider: 7 days, hourly
+const DETAIL_LIST = 15;           // events, alerts and reports in the section detail
 const STALE_MS = 50_000;          // the server sends a heartbeat every 20 s
 const BACKOFF_MS = [500, 15_000];  // first and largest reconnect delay
 
@@ -46,8 +53,16 @@ const state = {
   assessments: new Map(), // country -> assessment
   reportFilter: { country: "", source: "" },
   lastUpdate: null,      // Date of the last change received
-  mapKey: "",            // what the map was drawn from
+  // The picture at an earlier hour (GET /api/v1/state?at=), shown instead of the live
+  // one while set: {at, sections: Map, alerts: Map}. The feed keeps the live state current.
+  history: null,
+  historyAsked: null,    // the `at` last asked for (answers to older asks are dropped)
 };
+
+// What the board shows: the live state, or the picture at the slider's hour.
+const shown = () => state.history || state;
+
+let mapView = null;
 
 const feed = { ws: null, generation: 0, attempt: 0, retryAt: 0, retryTimer: 0, staleTimer: 0 };
 
@@ -144,7 +159,15 @@ async function api(path) {
     try { detail = (await resp.json()).detail || ""; } catch { /* not JSON */ }
     throw new AuthError(resp.status, detail);
   }
-  if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+  if (!resp.ok) {
+    let detail = "";
+    try {
+      const body = await resp.json();
+      detail = typeof body.detail === "string" ? body.detail
+        : Array.isArray(body.errors) ? body.errors.map((x) => `${x.field}: ${x.reason}`).join("; ") : "";
+    } catch { /* not JSON */ }
+    throw new Error(`${path.split("?")[0]}: HTTP ${resp.status}${detail ? ` (${detail})` : ""}`);
+  }
   return resp.json();
 }
 
@@ -195,9 +218,10 @@ async function start() {
   setConnection(feed.attempt ? "reconnecting" : "connecting",
     feed.attempt ? `reconnecting… (attempt ${feed.attempt})` : "connecting…");
   try {
-    const [sections, alerts, reports, assessments] = await Promise.all([
+    const [sections, alerts, resolved, reports, assessments] = await Promise.all([
       api("/api/v1/sections"),
       api("/api/v1/alerts?limit=100"),
+      api(`/api/v1/alerts?status=resolved&limit=${MAX_RESOLVED}`),
       api(`/api/v1/reports/recent?limit=${MAX_REPORTS}`),
       api("/api/v1/assessment"),
     ]);
@@ -206,7 +230,7 @@ async function start() {
     loadSections(sections);
     state.reports = new Map(reports.map((r) => [r.report_id, r]));
     state.assessments = new Map(assessments.map((a) => [a.country, a]));
-    state.alerts = new Map(alerts.map((a) => [a.alert_id, a]));
+    state.alerts = new Map([...resolved, ...alerts].map((a) => [a.alert_id, a]));
     state.ackIds = new Set();
     for (const a of alerts) if (a.status === "firing" && a.acked) loadLastAck(a.alert_id);
     state.transitions = [...alerts].sort(byUpdatedDesc).slice(0, MAX_TRANSITIONS);
@@ -326,8 +350,9 @@ function handle(message) {
       const { hourly, ...rest } = p;
       state.sections.set(p.section_id, { ...(current || {}), ...rest });
       if (!state.order.has(p.section_id)) state.order.set(p.section_id, state.order.size);
-      if (state.selected === p.section_id && state.detail) {
-        state.detail = { ...state.detail, ...rest, hourly: hourly || state.detail.hourly };
+      if (state.selected === p.section_id && state.detail && !state.detail.error) {
+        state.detail = { ...state.detail, ...rest, hourly: mergeHourly(state.detail.hourly, hourly) };
+        refreshDetailLists(p.section_id);
       }
       touch();
       break;
@@ -427,17 +452,57 @@ async function loadPolylines() {
   scheduleRender();
 }
 
+// The feed's 24 buckets of a state over the 168 the detail loaded: newest copy wins.
+function mergeHourly(held, fresh) {
+  if (!fresh || !fresh.length) return held || [];
+  const byStart = new Map((held || []).map((p) => [p.start, p]));
+  for (const p of fresh) byStart.set(p.start, p);
+  return [...byStart.values()].sort((a, b) => Date.parse(a.start) - Date.parse(b.start)).slice(-HISTORY_HOURS);
+}
+
 async function loadDetail(id) {
   try {
-    const d = await api(`/api/v1/sections/${encodeURIComponent(id)}`);
+    const d = await api(`/api/v1/sections/${encodeURIComponent(id)}?hours=${HISTORY_HOURS}`);
     if (state.selected !== id) return;
     state.detail = d;
     if (d.polyline) state.polylines.set(id, d.polyline);
   } catch (err) {
     if (err instanceof AuthError) return showAuth(err.status, err.message);
-    if (state.selected === id) state.detail = { error: err.message };
+    if (state.selected === id) state.detail = { error: `The section detail could not be loaded: ${err.message}` };
   }
   scheduleRender();
+  if (state.detail && !state.detail.error) loadDetailLists(id);
+}
+
+// The section's recent events, its alerts and the reports about its country.
+async function loadDetailLists(id) {
+  const country = (state.sections.get(id) || {}).country;
+  const q = encodeURIComponent(id);
+  try {
+    const [events, alerts, reports] = await Promise.all([
+      api(`/api/v1/events/recent?section=${q}&limit=${DETAIL_LIST}`),
+      api(`/api/v1/alerts?section=${q}&limit=${DETAIL_LIST}`),
+      country ? api(`/api/v1/reports/recent?country=${encodeURIComponent(country)}&limit=${DETAIL_LIST}`) : [],
+    ]);
+    if (state.selected !== id || !state.detail || state.detail.error) return;
+    state.detail = { ...state.detail, events, alerts, reports };
+  } catch (err) {
+    if (err instanceof AuthError) return showAuth(err.status, err.message);
+    if (state.selected !== id || !state.detail) return;
+    state.detail = { ...state.detail, events: state.detail.events || [], alerts: state.detail.alerts || [],
+      reports: state.detail.reports || [], listError: `events, alerts or reports could not be loaded: ${err.message}` };
+  }
+  scheduleRender();
+}
+
+// A change on the open section reloads its lists, at most every 2 s.
+let listsTimer = 0;
+function refreshDetailLists(id) {
+  if (listsTimer) return;
+  listsTimer = setTimeout(() => {
+    listsTimer = 0;
+    if (state.selected === id) loadDetailLists(id);
+  }, 2000);
 }
 
 function select(id) {
@@ -472,9 +537,9 @@ function render() {
 
 const byPublishedDesc = (a, b) => (a.published_at < b.published_at ? 1 : a.published_at > b.published_at ? -1 : 0);
 
-function reportLink(id) {
+function reportLink(id, text = id) {
   return el("a", { href: `/api/v1/reports/${encodeURIComponent(id)}`, class: "report-link",
-    target: "_blank", rel: "noopener" }, id);
+    target: "_blank", rel: "noopener" }, text);
 }
 
 function renderAssessments() {
@@ -534,7 +599,7 @@ const crossings = (s, w) => (s[`counts_${w}`] || {}).crossing_attempt || 0;
 
 function renderHeader() {
   const countries = new Map();
-  for (const s of state.sections.values()) {
+  for (const s of shown().sections.values()) {
     const c = countries.get(s.country) || { h1: 0, h24: 0, level: "low" };
     c.h1 += crossings(s, "1h");
     c.h24 += crossings(s, "24h");
@@ -577,11 +642,11 @@ for (const k of KINDS) SORT_VALUE[k] ??= (s) => (s.counts_24h || {})[k] || 0;
 function sortedSections() {
   const { key, dir } = state.sort;
   const value = SORT_VALUE[key] || SORT_VALUE.level;
-  return [...state.sections.values()].sort((a, b) => {
+  return [...shown().sections.values()].sort((a, b) => {
     const va = value(a);
     const vb = value(b);
     const c = typeof va === "number" ? va - vb : String(va).localeCompare(String(vb));
-    return c * dir || state.order.get(a.section_id) - state.order.get(b.section_id);
+    return c * dir || (state.order.get(a.section_id) ?? 0) - (state.order.get(b.section_id) ?? 0);
   });
 }
 
@@ -626,164 +691,79 @@ function renderTable() {
   }
 }
 
-// Schematic map: equirectangular projection (x scaled by cos of the mid latitude)
-// fitted to the bounding box of every centre and polyline point.
-const MAP_W = 540;
-const MAP_PAD = 60;
-const LABEL_PX = 17;
-
 function renderMap() {
-  const map = $("#map");
-  // Rebuilt (labels re-placed) when sections, outlines or levels change; cheap for ~20.
-  const key = [...state.sections.values()].map((s) => `${s.section_id}:${s.level}`).join(",")
-    + "|" + [...state.polylines.keys()].sort().join(",");
-  if (key !== state.mapKey) {
-    buildMap(map);
-    state.mapKey = key;
-  }
-  for (const g of map.querySelectorAll("g.sec")) {
-    const s = state.sections.get(g.dataset.section);
-    if (!s) continue;
-    g.classList.toggle("selected", s.section_id === state.selected);
-    g.querySelector("title").textContent =
-      `${s.section_id} ${s.name}: ${s.level}; ${crossings(s, "24h")} crossing attempts in 24 h`;
-  }
+  const { sections } = shown();
+  mapView.update([...sections.values()].map((s) => ({
+    ...s, title: `${s.section_id} ${s.name}: ${s.level}; ${crossings(s, "24h")} crossing attempts in 24 h`,
+  })), state.polylines, state.selected);
 }
 
-function buildMap(map) {
-  const sections = [...state.sections.values()].filter((s) => s.centre);
-  if (!sections.length) return;
-  const pts = [];
-  for (const s of sections) {
-    pts.push([s.centre.lat, s.centre.lon]);
-    for (const p of state.polylines.get(s.section_id) || []) pts.push(p);
-  }
-  const lats = pts.map((p) => p[0]);
-  const lons = pts.map((p) => p[1]);
-  const [minLat, maxLat, minLon, maxLon] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
-  const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
-  const spanX = Math.max((maxLon - minLon) * k, 1e-6);
-  const spanY = Math.max(maxLat - minLat, 1e-6);
-  const scale = (MAP_W - 2 * MAP_PAD) / spanX;
-  const height = Math.round(spanY * scale + 2 * MAP_PAD);
-  const xy = (lat, lon) => [MAP_PAD + (lon - minLon) * k * scale, MAP_PAD + (maxLat - lat) * scale];
-  map.setAttribute("viewBox", `0 0 ${MAP_W} ${height}`);
-
-  const grid = svg("g", { class: "grid" });
-  for (let lat = Math.ceil(minLat); lat <= maxLat; lat += 1) {
-    const [, y] = xy(lat, minLon);
-    grid.append(svg("line", { x1: 0, x2: MAP_W, y1: y, y2: y }),
-      svg("text", { x: 4, y: y - 4 }, `${lat}°N`));
-  }
-  for (let lon = Math.ceil(minLon); lon <= maxLon; lon += 1) {
-    const [x] = xy(minLat, lon);
-    grid.append(svg("line", { x1: x, x2: x, y1: 0, y2: height }),
-      svg("text", { x: x + 4, y: height - 6 }, `${lon}°E`));
-  }
-
-  // Country names in the left margin, level with their sections (the EU side is west).
-  const countries = svg("g", { class: "countries" });
-  const byCountry = new Map();
-  for (const s of sections) {
-    const list = byCountry.get(s.country) || [];
-    list.push(xy(s.centre.lat, s.centre.lon)[1]);
-    byCountry.set(s.country, list);
-  }
-  const countryBoxes = [];
-  for (const [code, ys] of byCountry) {
-    const y = ys.reduce((t, v) => t + v, 0) / ys.length;
-    countries.append(svg("text", { x: 8, y: y + 10 }, code));
-    countryBoxes.push({ x0: 0, x1: 60, y0: y - 18, y1: y + 16 });
-  }
-
-  const marks = svg("g", { class: "marks" });
-  // Markers first, so no label covers another section's marker.
-  const placed = sections.map((s) => {
-    const [cx, cy] = xy(s.centre.lat, s.centre.lon);
-    return { x0: cx - 11, x1: cx + 11, y0: cy - 11, y1: cy + 11 };
-  }).concat(countryBoxes);
-  for (const s of sections) {
-    const [cx, cy] = xy(s.centre.lat, s.centre.lon);
-    const poly = (state.polylines.get(s.section_id) || []).map(([la, lo]) => xy(la, lo).map((v) => v.toFixed(1)).join(","));
-    const g = svg("g", {
-      class: "sec", "data-section": s.section_id, "data-level": s.level, tabindex: 0, role: "button",
-      onclick: () => select(s.section_id),
-      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(s.section_id); } },
-    }, svg("title", {}, s.section_id));
-    if (poly.length > 1) g.append(svg("polyline", { class: "border", points: poly.join(" ") }));
-    // The level word follows the id for every level above low.
-    const word = s.level === "low" ? "" : ` ${s.level.toUpperCase()}`;
-    const width = (s.section_id.length + word.length) * LABEL_PX * 0.62;
-    const [lx, ly, anchor] = placeLabel(cx, cy, width, placed);
-    if (Math.hypot(lx - cx, ly - 5 - cy) > 20) {
-      g.append(svg("line", { class: "leader", x1: cx, y1: cy, x2: lx, y2: ly - LABEL_PX * 0.35 }));
-    }
-    g.append(
-      svg("circle", { class: "marker", cx, cy, r: 9 }),
-      svg("text", { class: "label", x: lx, y: ly, "text-anchor": anchor },
-        svg("tspan", { class: "sid" }, s.section_id), svg("tspan", { class: "lvl" }, word)),
-    );
-    marks.append(g);
-  }
-  map.replaceChildren(grid, countries, marks);
-}
-
-// Greedy label placement: the first candidate position (right, left, then further
-// up or down with a leader line) whose box overlaps no marker and no earlier label.
-function placeLabel(cx, cy, w, placed) {
-  const h = LABEL_PX + 2;
-  const candidates = [[cx + 14, cy + 6, "start"], [cx - 14, cy + 6, "end"]];
-  for (const d of [1, 2, 3, 4]) {
-    for (const sign of [-1, 1]) {
-      const y = cy + 6 + sign * d * h;
-      candidates.push([cx + 14 + d * 6, y, "start"], [cx - 14 - d * 6, y, "end"]);
-    }
-  }
-  let best = null;
-  for (const [x, y, anchor] of candidates) {
-    const box = { x0: anchor === "start" ? x : x - w, x1: anchor === "start" ? x + w : x,
-      y0: y - LABEL_PX, y1: y + 3 };
-    if (box.x0 < 0 || box.x1 > MAP_W) continue;
-    const hits = placed.filter((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1).length;
-    if (!best || hits < best.hits) best = { hits, box, at: [x, y, anchor] };
-    if (hits === 0) break;
-  }
-  if (!best) return [cx - 14, cy + 6, "end"];
-  placed.push(best.box);
-  return best.at;
-}
-
-function renderAlerts() {
-  const firing = [...state.alerts.values()]
-    .filter((a) => a.status === "firing")
-    .sort((a, b) => (LEVEL_RANK[b.severity] - LEVEL_RANK[a.severity])
-      || (a.started_at < b.started_at ? -1 : a.started_at > b.started_at ? 1 : 0));
-  $("#alerts-count").textContent = firing.length;
-  $("#alerts-count").dataset.count = firing.length;
-  $("#alerts-empty").hidden = firing.length > 0;
-  $("#alerts").replaceChildren(...firing.map((a) => el("li", {
+function alertItem(a, historic) {
+  // A country-level alert (`LV-ALL`, report discrepancies) has no section to open.
+  const open = () => { if (state.sections.has(a.section_id)) select(a.section_id); };
+  return el("li", {
     class: "alert", "data-alert-id": a.alert_id, "data-severity": a.severity,
     "data-level": a.severity, "data-section": a.section_id, tabindex: 0,
     "data-acked": a.acked ? "true" : "false",
-    // A country-level alert (`LV-ALL`, report discrepancies) has no section to open.
-    onclick: () => { if (state.sections.has(a.section_id)) select(a.section_id); },
-    onkeydown: (e) => { if (e.key === "Enter" && state.sections.has(a.section_id)) select(a.section_id); },
+    onclick: open,
+    onkeydown: (e) => { if (e.target === e.currentTarget && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); open(); } },
   },
   el("div", { class: "alert-head" }, levelBadge(a.severity),
     el("span", { class: "alert-section" }, a.section_id),
-    el("span", { class: "since" }, "since ", agoSpan(a.started_at))),
+    el("span", { class: "since" }, "since ", historic
+      ? el("time", { datetime: a.started_at }, dayClock(a.started_at)) : agoSpan(a.started_at))),
   el("div", { class: "summary" }, a.summary),
   el("div", { class: "muted small" }, `${a.rule} · ${a.value} vs ${a.threshold} in ${a.window}`),
-  el("div", { class: "ack-row" },
+  historic ? null : el("div", { class: "ack-row" },
     el("button", {
       type: "button", class: "ack-button",
-      "aria-label": `Acknowledge the ${a.severity} alert on ${a.section_id}`,
+      // The accessible name starts with the visible text (WCAG 2.5.3).
+      "aria-label": `${a.acked ? "Ack again" : "Ack"}: acknowledge the ${a.severity} alert on ${a.section_id}`,
       onclick: (e) => { e.stopPropagation(); openAck(a.alert_id); },
       onkeydown: (e) => e.stopPropagation(),
     }, a.acked ? "Ack again" : "Ack"),
-    a.acked ? el("span", { class: "acked" }, ...ackText(a)) : null))));
+    a.acked ? el("span", { class: "acked" }, ...ackText(a)) : null));
+}
 
-  $("#transitions").replaceChildren(...state.transitions.map((t) => el("li", {
+const dayClock = (iso) => new Date(iso).toLocaleString([], {
+  weekday: "short", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit", hour12: false,
+});
+
+function renderAlerts() {
+  const pic = shown();
+  const historic = pic !== state;
+  const firing = [...pic.alerts.values()]
+    .filter((a) => a.status === "firing")
+    .sort((a, b) => (LEVEL_RANK[b.severity] - LEVEL_RANK[a.severity])
+      || (a.started_at < b.started_at ? -1 : a.started_at > b.started_at ? 1 : 0));
+  $("#alerts-title-text").textContent = historic ? `Firing at ${dayClock(pic.at)}` : "Firing alerts";
+  $("#alerts-count").textContent = firing.length;
+  $("#alerts-count").dataset.count = firing.length;
+  $("#alerts-empty").hidden = firing.length > 0;
+  $("#alerts-empty").textContent = historic ? "No alert was firing then." : "No alert is firing.";
+  $("#alerts").replaceChildren(...firing.map((a) => alertItem(a, historic)));
+
+  // Resolved history, newest first; in the history view only what had ended by then.
+  const cutoff = historic ? Date.parse(pic.at) : Infinity;
+  const resolved = [...state.alerts.values()]
+    .filter((a) => a.status === "resolved" && a.resolved_at && Date.parse(a.resolved_at) <= cutoff)
+    .sort((a, b) => (a.resolved_at < b.resolved_at ? 1 : a.resolved_at > b.resolved_at ? -1 : 0))
+    .slice(0, MAX_RESOLVED);
+  $("#resolved-count").textContent = resolved.length;
+  $("#resolved-empty").hidden = resolved.length > 0;
+  $("#resolved").replaceChildren(...resolved.map((a) => el("li", {
+    "data-alert-id": a.alert_id, "data-severity": a.severity, "data-section": a.section_id,
+  },
+  el("div", { class: "resolved-head" }, levelBadge(a.severity),
+    el("span", { class: "alert-section" }, a.section_id),
+    el("span", { class: "since" }, `${dayClock(a.started_at)} → `,
+      el("time", { datetime: a.resolved_at, title: a.resolved_at }, dayClock(a.resolved_at)))),
+  el("div", { class: "summary" }, a.summary),
+  a.acked ? el("div", { class: "muted small" }, `acknowledged (${a.acks})`) : null)));
+
+  $("#transitions").replaceChildren(...state.transitions.filter(
+    (t) => Date.parse(t.updated_at) <= cutoff,
+  ).map((t) => el("li", {
     "data-alert-id": t.alert_id, "data-status": t.status, "data-seq": t.seq,
   },
   el("time", { datetime: t.updated_at, title: t.updated_at }, clock(new Date(t.updated_at))),
@@ -792,10 +772,16 @@ function renderAlerts() {
   el("span", { class: "summary" }, t.summary))));
 }
 
+// The detail panel keeps its chart (uPlot) across renders; the rest is rebuilt.
+const detailView = { id: null, chart: null, chartKey: "", resize: null };
+
 function renderDetail() {
   const panel = $("#detail");
   panel.hidden = !state.selected;
-  if (!state.selected) return;
+  if (!state.selected) {
+    destroyChart();
+    return;
+  }
   panel.dataset.section = state.selected;
   const base = state.sections.get(state.selected) || {};
   const d = state.detail;
@@ -804,67 +790,172 @@ function renderDetail() {
     base.country ? el("span", { class: "muted" }, `(${base.country}–${base.neighbour || "BY"})`) : "",
     " ", levelBadge((d && d.level) || base.level || "low"));
   const body = $("#detail-body");
-  if (!d) return body.replaceChildren(el("p", { class: "muted" }, "loading…"));
-  if (d.error) return body.replaceChildren(el("p", { class: "error" }, d.error));
-
-  const counts = el("table", { class: "counts" },
-    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", { class: "num" }, "1 h"),
-      el("th", { class: "num" }, "24 h"), el("th", { class: "num" }, "7 d"))),
+  if (!d || d.error) {
+    destroyChart();
+    body.replaceChildren(d ? el("p", { class: "error", role: "alert" }, d.error) : el("p", { class: "muted" }, "loading…"));
+    return;
+  }
+  if (detailView.id !== state.selected || !body.querySelector("#hourly")) {
+    destroyChart();
+    detailView.id = state.selected;
+    body.replaceChildren(
+      el("div", { class: "detail-meta", id: "detail-meta" }),
+      el("div", { class: "detail-grid" },
+        el("figure", { class: "chart", id: "hourly-figure" },
+          el("figcaption", { id: "hourly-caption" }, "Per hour, last 7 days"),
+          el("div", { id: "hourly", role: "img", "aria-labelledby": "hourly-caption",
+            "aria-describedby": "detail-counts" })),
+        el("table", { class: "counts", id: "detail-counts" })),
+      el("div", { class: "detail-lists" },
+        el("section", { "aria-labelledby": "detail-events-title" },
+          el("h3", { id: "detail-events-title" }, "Recent events"), el("ol", { id: "detail-events", tabindex: 0, "aria-labelledby": "detail-events-title", class: "events" })),
+        el("section", { "aria-labelledby": "detail-alerts-title" },
+          el("h3", { id: "detail-alerts-title" }, "Alerts of this section"), el("ol", { id: "detail-alerts", tabindex: 0, "aria-labelledby": "detail-alerts-title", class: "section-alerts" })),
+        el("section", { "aria-labelledby": "detail-reports-title" },
+          el("h3", { id: "detail-reports-title" }, `Reports about ${base.country || "its country"}`),
+          el("ol", { id: "detail-reports", tabindex: 0, "aria-labelledby": "detail-reports-title", class: "section-reports" }))));
+  }
+  $("#detail-meta").replaceChildren(state.history ? "live figures (not the slider's hour) · " : "",
+    "last event ", agoSpan(d.last_event_at),
+    (d.firing_alerts || []).length ? ` · firing: ${d.firing_alerts.join(", ")}` : "",
+    d.history_since ? ` · history held since ${dayClock(d.history_since)}` : "",
+    d.listError ? el("span", { class: "error", role: "alert" }, ` · ${d.listError}`) : "");
+  $("#detail-counts").replaceChildren(
+    el("caption", { class: "muted small" }, "Counts"),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "kind"), el("th", { class: "num", scope: "col" }, "1 h"),
+      el("th", { class: "num", scope: "col" }, "24 h"), el("th", { class: "num", scope: "col" }, "7 d"))),
     el("tbody", {}, KINDS.map((k) => el("tr", { "data-kind": k },
-      el("th", { scope: "row" }, k.replace("_", " ")),
+      el("th", { scope: "row" }, el("i", { class: `key ${k}`, "aria-hidden": "true" }), k.replaceAll("_", " ")),
       ...["1h", "24h", "7d"].map((w) => num((d[`counts_${w}`] || {})[k] || 0, w))))));
-  body.replaceChildren(
-    el("div", { class: "detail-meta" }, "last event ", agoSpan(d.last_event_at),
-      (d.firing_alerts || []).length ? ` · firing: ${d.firing_alerts.join(", ")}` : ""),
-    el("div", { class: "detail-grid" }, hourlyChart(d.hourly || []), counts));
+  updateChart(d.hourly || []);
+  renderDetailLists(d);
 }
 
-// 24 grouped bars, oldest hour on the left: crossing attempts and detections.
-function hourlyChart(hourly) {
-  let points = hourly;
-  if (!points.length) {
-    const now = new Date();
-    now.setMinutes(0, 0, 0);
-    points = Array.from({ length: 24 }, (_, i) => ({
-      start: new Date(now.getTime() - (23 - i) * 3_600_000).toISOString(), counts: {},
-    }));
-  }
-  const series = [["crossing_attempt", "crossing attempts"], ["detection", "detections"]];
-  const W = 640; const H = 240; const L = 44; const R = 8; const T = 16; const B = 30;
-  const max = Math.max(1, ...points.flatMap((p) => series.map(([k]) => (p.counts || {})[k] || 0)));
-  const top = niceMax(max);
-  const slot = (W - L - R) / points.length;
-  const bw = Math.max(2, (slot - 4) / 2);
-  const y = (v) => T + (H - T - B) * (1 - v / top);
-  const chart = svg("svg", { id: "hourly", viewBox: `0 0 ${W} ${H}`, role: "img",
-    "aria-label": "Crossing attempts and detections per hour, last 24 hours" });
-  for (const v of [0, top / 2, top]) {
-    chart.append(svg("line", { class: "tick", x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-      svg("text", { class: "axis", x: L - 6, y: y(v) + 4, "text-anchor": "end" }, Math.round(v)));
-  }
-  points.forEach((p, i) => {
-    const x0 = L + i * slot + 2;
-    series.forEach(([kind, label], j) => {
-      const v = (p.counts || {})[kind] || 0;
-      chart.append(svg("rect", {
-        class: `bar ${kind}`, "data-kind": kind, "data-hour": p.start, "data-value": v,
-        x: x0 + j * bw, y: y(v), width: bw, height: Math.max(0, y(0) - y(v)),
-      }, svg("title", {}, `${hourLabel(p.start)}:00 — ${v} ${label}`)));
-    });
-    if (i % 3 === 0 || i === points.length - 1) {
-      chart.append(svg("text", { class: "axis", x: x0 + bw, y: H - 10, "text-anchor": "middle" },
-        `${hourLabel(p.start)}h`));
-    }
+function renderDetailLists(d) {
+  const events = d.events;
+  $("#detail-events").replaceChildren(...(events === undefined ? [el("li", { class: "muted" }, "loading…")]
+    : events.length ? events.map((e) => el("li", { "data-event-id": e.event_id, "data-kind": e.kind },
+      el("time", { datetime: e.observed_at, title: e.observed_at }, dayClock(e.observed_at)),
+      el("span", { class: "kind" }, e.kind.replaceAll("_", " ")),
+      el("b", { class: "n" }, e.count),
+      el("span", { class: "muted" }, `${e.source?.type?.replaceAll("_", " ") || ""} · ${e.confidence || ""}`)))
+      : [el("li", { class: "muted" }, "No recent event of this section.")]));
+  const alerts = d.alerts;
+  $("#detail-alerts").replaceChildren(...(alerts === undefined ? [el("li", { class: "muted" }, "loading…")]
+    : alerts.length ? alerts.map((a) => el("li", { "data-alert-id": a.alert_id, "data-status": a.status },
+      levelBadge(a.severity), el("span", { class: `status ${a.status}` }, a.status), " ",
+      el("span", { class: "summary" }, a.summary), " ",
+      el("span", { class: "muted" }, a.status === "resolved" && a.resolved_at
+        ? `${dayClock(a.started_at)} → ${dayClock(a.resolved_at)}` : `since ${dayClock(a.started_at)}`)))
+      : [el("li", { class: "muted" }, "No alert on this section.")]));
+  const reports = d.reports;
+  $("#detail-reports").replaceChildren(...(reports === undefined ? [el("li", { class: "muted" }, "loading…")]
+    : reports.length ? reports.map((r) => el("li", { "data-report-id": r.report_id, "data-country": r.country },
+      el("time", { datetime: r.published_at, title: r.published_at }, dayClock(r.published_at)),
+      el("span", { class: "source", "data-source": r.source.type }, r.source.type), " ",
+      reportLink(r.report_id, r.title)))
+      : [el("li", { class: "muted" }, "No recent report about this country.")]));
+}
+
+const KIND_LABEL = {
+  detection: "detections", crossing_attempt: "crossing attempts", apprehension: "apprehensions",
+  incident: "incidents", military_activity: "military activity", humanitarian: "humanitarian",
+};
+// Okabe–Ito colours (distinguishable with the common colour-vision deficiencies).
+const KIND_COLOUR = {
+  crossing_attempt: "#56b4e9", detection: "#e69f00", apprehension: "#009e73",
+  incident: "#f0e442", military_activity: "#d55e00", humanitarian: "#cc79a7",
+};
+const HOUR_S = 3600;
+
+// 168 hourly slots ending with the newest bucket (or the current hour): hours the API
+// has no bucket for are gaps (null), not zero.
+function chartSeries(hourly) {
+  const byStart = new Map(hourly.map((p) => [Date.parse(p.start) / 1000, p]));
+  const nowHour = Math.floor(Date.now() / 1000 / HOUR_S) * HOUR_S;
+  const end = Math.max(nowHour, ...byStart.keys());
+  const xs = Array.from({ length: HISTORY_HOURS }, (_, i) => end - (HISTORY_HOURS - 1 - i) * HOUR_S);
+  const ys = KINDS.map((k) => xs.map((x) => (byStart.has(x) ? (byStart.get(x).counts || {})[k] || 0 : null)));
+  return [xs, ...ys];
+}
+
+function updateChart(hourly) {
+  const box = $("#hourly");
+  if (!box) return;
+  const data = chartSeries(hourly);
+  const marker = state.history ? state.history.at : "";
+  const key = JSON.stringify(data) + marker;
+  box.dataset.marker = marker;
+  $("#hourly-caption").textContent = marker
+    ? `Per hour, last 7 days; dashed: the slider's hour, ${dayClock(marker)}` : "Per hour, last 7 days";
+  // What the chart shows, for readers of the DOM (and the tests): hours drawn and held.
+  box.dataset.hours = data[0].length;
+  box.dataset.held = data[1].filter((v) => v !== null).length;
+  KINDS.forEach((k, i) => {
+    const ys = data[i + 1];
+    box.dataset[`last_${k}`] = ys[ys.length - 1] ?? "";
+    box.dataset[`total_${k}`] = ys.reduce((t, v) => t + (v || 0), 0);
   });
-  const legend = el("div", { class: "chart-legend" },
-    series.map(([kind, label]) => el("span", { class: `key ${kind}` }, el("i", {}), label)));
-  return el("figure", { class: "chart" }, chart, legend);
+  if (detailView.chart && key === detailView.chartKey) return;
+  detailView.chartKey = key;
+  if (detailView.chart) {
+    detailView.chart.setData(data);
+    return;
+  }
+  if (typeof uPlot !== "function") {
+    box.replaceChildren(el("p", { class: "error" }, "The chart library did not load."));
+    return;
+  }
+  const width = Math.max(320, box.clientWidth || 640);
+  const axis = { stroke: "#c9d4df", grid: { stroke: "#223040", width: 1 }, ticks: { stroke: "#2a3644" },
+    font: "14px system-ui, sans-serif" };
+  detailView.chart = new uPlot({
+    width, height: 260,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max)] } },
+    axes: [{ ...axis, values: [[3600 * 24, "{DD} {MMM}", null, null, null, null, null, null, 0],
+      [3600, "{HH}:00", "\n{DD} {MMM}", null, "\n{DD} {MMM}", null, null, null, 0]] },
+    { ...axis, size: 48 }],
+    cursor: { drag: { x: true, y: false } },
+    hooks: { draw: [drawMarker] },
+    legend: { show: true, live: true },
+    series: [{ label: "hour", value: "{DD} {MMM} {HH}:00" },
+      ...KINDS.map((k) => ({
+        label: KIND_LABEL[k], stroke: KIND_COLOUR[k], width: k === "crossing_attempt" ? 2.5 : 1.6,
+        paths: uPlot.paths.stepped({ align: 1 }), points: { show: false }, spanGaps: false,
+        value: (u, v) => (v === null || v === undefined ? "—" : v),
+      }))],
+  }, data, box);
+  detailView.resize = new ResizeObserver(() => {
+    const w = Math.max(320, box.clientWidth);
+    if (detailView.chart && Math.abs(detailView.chart.width - w) > 2) detailView.chart.setSize({ width: w, height: 260 });
+  });
+  detailView.resize.observe(box);
 }
 
-function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+// The slider's hour as a dashed line over the 7 days, while the board shows history.
+function drawMarker(u) {
+  if (!state.history) return;
+  const x = u.valToPos(Date.parse(state.history.at) / 1000, "x", true);
+  if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) return;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = "#f0e442";
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+  ctx.beginPath();
+  ctx.moveTo(x, u.bbox.top);
+  ctx.lineTo(x, u.bbox.top + u.bbox.height);
+  ctx.stroke();
+  ctx.restore();
+}
+
+function destroyChart() {
+  if (detailView.resize) detailView.resize.disconnect();
+  if (detailView.chart) detailView.chart.destroy();
+  detailView.chart = null;
+  detailView.resize = null;
+  detailView.chartKey = "";
+  detailView.id = null;
 }
 
 function ackText(a) {
@@ -873,6 +964,84 @@ function ackText(a) {
   if (!last) return [`acknowledged${more}`];
   const comment = last.comment ? `: “${last.comment}”` : "";
   return [`acknowledged by ${last.by}${comment}${more} · `, agoSpan(last.acked_at)];
+}
+
+// ---------------------------------------------------------------- time slider
+
+// Slider value -n (n = 1 … 167): the picture at the top of the hour n - 1 hours before
+// the current one (-1: this hour's start); 0: live.
+function sliderAt(value) {
+  const n = -Number(value);
+  if (!n) return null;
+  const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+  return new Date(hour - (n - 1) * 3_600_000);
+}
+
+const rfc3339 = (d) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+function setTimeline(kind, text) {
+  const status = $("#timeline-status");
+  status.dataset.state = kind;
+  status.textContent = text;
+}
+
+function renderSlider(at) {
+  const text = at ? `${dayClock(at.toISOString())} (${ago(at.toISOString())})` : "live";
+  $("#slider").setAttribute("aria-valuetext", at ? `picture at ${text}` : "live");
+  $("#slider-at").textContent = text;
+  $("#live").setAttribute("aria-pressed", at ? "false" : "true");
+}
+
+let historyTimer = 0;
+function onSlider() {
+  const at = sliderAt($("#slider").value);
+  renderSlider(at);
+  clearTimeout(historyTimer);
+  if (!at) {
+    goLive();
+    return;
+  }
+  // Dragging passes many hours: ask for the one it stops at.
+  historyTimer = setTimeout(() => loadHistory(at), 200);
+}
+
+async function loadHistory(at) {
+  const iso = rfc3339(at);
+  state.historyAsked = iso;
+  setTimeline("loading", `loading the picture at ${dayClock(iso)}…`);
+  try {
+    const pic = await api(`/api/v1/state?at=${encodeURIComponent(iso)}`);
+    if (state.historyAsked !== iso) return;
+    // An API without history answers with today's picture and no `at`: never show
+    // that as the past.
+    if (!pic.at || Number.isNaN(Date.parse(pic.at))) {
+      throw new Error("the API answered without the hour it shows (`at`): it does not serve history");
+    }
+    state.history = {
+      at: pic.at || iso,
+      sections: new Map(pic.sections.map((s) => [s.section_id, s])),
+      alerts: new Map(pic.firing_alerts.map((a) => [a.alert_id, a])),
+    };
+    document.body.dataset.mode = "history";
+    setTimeline("history", `HISTORY: the picture at ${dayClock(state.history.at)}, not live`);
+  } catch (err) {
+    if (err instanceof AuthError) return showAuth(err.status, err.message);
+    if (state.historyAsked !== iso) return;
+    setTimeline("error", `The picture at ${dayClock(iso)} could not be loaded: ${err.message}. `
+      + (state.history ? `Still showing ${dayClock(state.history.at)}.` : "Showing the live picture."));
+  }
+  scheduleRender();
+}
+
+function goLive() {
+  clearTimeout(historyTimer);
+  state.history = null;
+  state.historyAsked = null;
+  $("#slider").value = "0";
+  delete document.body.dataset.mode;
+  renderSlider(null);
+  setTimeline("live", "showing the live picture");
+  scheduleRender();
 }
 
 // ---------------------------------------------------------------- acknowledge
@@ -959,6 +1128,15 @@ function tick() {
 
 function init() {
   takeTokenFromUrl();
+  mapView = new BorderMap($("#map"), {
+    onSelect: (id) => select(state.selected === id ? null : id),
+    onError: (text) => { const n = $("#map-error"); n.textContent = text; n.hidden = false; },
+  });
+  mapView.load();
+  for (const [id, f] of [["#zoom-in", () => mapView.zoom(1.5)], ["#zoom-out", () => mapView.zoom(1 / 1.5)],
+    ["#zoom-fit", () => mapView.reset()]]) $(id).addEventListener("click", f);
+  $("#slider").addEventListener("input", onSlider);
+  $("#live").addEventListener("click", goLive);
   $("#login").addEventListener("submit", (e) => {
     e.preventDefault();
     const value = $("#token-input").value.trim();
@@ -984,7 +1162,12 @@ function init() {
       scheduleRender();
     };
     th.addEventListener("click", sort);
-    th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+    th.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        sort();
+      }
+    });
   }
   const tbody = $("#sections tbody");
   tbody.addEventListener("click", (e) => {
@@ -993,7 +1176,10 @@ function init() {
   });
   tbody.addEventListener("keydown", (e) => {
     const row = e.target.closest("tr[data-section]");
-    if (row && e.key === "Enter") select(row.dataset.section);
+    if (row && (e.key === "Enter" || e.key === " ")) {
+      e.preventDefault();
+      select(row.dataset.section);
+    }
   });
   $("#detail-close").addEventListener("click", () => select(null));
   $("#ack-form").addEventListener("submit", submitAck);
