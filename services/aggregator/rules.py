@@ -88,7 +88,8 @@ class Measures:
         return counts
 
     def count(self, kinds: list[Kind], window_seconds: int) -> int:
-        return windows.kinds_sum(self.window(window_seconds), (k.value for k in kinds))
+        # A Kind is a StrEnum: it finds its value's key without ``.value``.
+        return windows.kinds_sum(self.window(window_seconds), kinds)
 
 
 Ladder = list[tuple[str, int]]
@@ -355,10 +356,10 @@ def evaluate(
             else rule.ladder()
         )
     held = level_for(value, ladder, episode.severity if episode else None, rule.hysteresis)
-    stamp = _iso(now)
     if episode is None:
         if held is None:
             return None, None
+        stamp = _iso(now)
         severity, threshold = held
         new = Episode(
             alert_id=f"{rule.id}.{section.id}.{episodes_before + 1}",
@@ -371,6 +372,7 @@ def evaluate(
         )
         return new, _transition(rule, section, new, AlertStatus.firing, ladder)
     if held is None:
+        stamp = _iso(now)
         episode.value = value
         episode.updated_at = stamp
         episode.seq += 1
@@ -382,7 +384,7 @@ def evaluate(
         return episode, None
     episode.severity, episode.threshold = held
     episode.value = value
-    episode.updated_at = stamp
+    episode.updated_at = _iso(now)
     episode.seq += 1
     return episode, _transition(rule, section, episode, AlertStatus.firing, ladder)
 

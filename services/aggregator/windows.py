@@ -12,6 +12,7 @@ Faust's own windowed tables are avoided on purpose (see ARCHITECTURE.md,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -26,6 +27,7 @@ _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT = {"s": 1, "m": 60, "h": HOUR, "d": DAY}
 
 
+@functools.lru_cache(maxsize=1024)  # rules ask for their windows on every refresh
 def parse_duration(text: str) -> int:
     """``"90s"``, ``"5m"``, ``"24h"``, ``"7d"`` -> seconds."""
     match = _DURATION.match(text.strip())
