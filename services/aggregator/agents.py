@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -28,6 +28,7 @@ from schemas.models import SEVERITY_ORDER
 from services.aggregator import metrics as domain_metrics
 from services.aggregator import windows
 from services.aggregator.app import app, input_sink, settings, topics
+from services.aggregator.changelog import ChangelogWriter
 from services.aggregator.cursor import Decision, InputCursors
 from services.aggregator.publisher import Publisher, PublisherFailed
 from services.aggregator.rules import load_rules
@@ -152,6 +153,9 @@ sections_table: Any = app.tables.add(
         },
     )
 )
+# Every write to the table goes through it (changelog.py); the app's aiokafka
+# producer exists once the worker has started.
+changelog = ChangelogWriter(sections_table, lambda: cast(Any, app.producer)._ensure_producer())
 # Kafka's default record limit is 1 MiB (message.max.bytes, max_request_size); a
 # value near it would fail the producer and stop the worker.
 MAX_VALUE_BYTES = 900_000
@@ -213,15 +217,13 @@ def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> bool:
             MAX_VALUE_BYTES,
         )
         return False
-    data = sections_table.data
     written = 0
     for k, v in writes:
         if v is None:
-            if k in data:
-                del sections_table[k]
+            if changelog.delete(k):
                 written += len(k)
         else:
-            sections_table[k] = v
+            changelog.set(k, v)
             written += len(k) + len(v)
     CHANGELOG_BYTES.inc(written)
     _cache[key] = agg
@@ -249,9 +251,12 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
 
 
 async def _flush_table() -> None:
-    # Waits for every queued changelog record only because app.py installs
-    # durable.DurableProducerBuffer.
+    # Faust's flush sends what its producer holds (it waits for every record
+    # queued through the table only because app.py installs
+    # durable.DurableProducerBuffer); then every changelog write sent so far must
+    # be acknowledged, or the publication that follows must not go out.
     await app.producer.flush()
+    await changelog.durable()
 
 
 publisher = Publisher(_flush_table, _send_outbox)
@@ -388,6 +393,7 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
             if pub.state_doc is not None:  # issue 12: observed when this version is sent
                 publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
     _checkpoint(done)
+    await changelog.send()
     for kind, n in outcome.by_kind.items():
         EVENTS_COUNTED.labels(kind).inc(n)
     if outcome.duplicates:
@@ -451,7 +457,7 @@ def _checkpoint(done: dict[int, int], force: bool = False) -> None:
         stored = sections_table.get(key)
         if stored is None or int(stored) < offset:
             value = b"%d" % offset
-            sections_table[key] = value
+            changelog.set(key, value)
             CHANGELOG_BYTES.inc(len(key) + len(value))
 
 
@@ -555,6 +561,7 @@ async def watch_input() -> None:
             return
         await _seek_back_if_idle(_active_partitions(), time.time())
         _checkpoint({}, force=True)
+        await changelog.send()
 
 
 async def _tick() -> None:
@@ -586,6 +593,7 @@ async def _tick() -> None:
                 pub = engine.refresh(agg, now)
                 if pub and _store(key, agg, pub):
                     outboxes.append((key, agg.outbox))
+            await changelog.send()
             await _publish(outboxes)
             published += len(outboxes)
             longest = max(longest, time.time() - now)
