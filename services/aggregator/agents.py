@@ -111,8 +111,6 @@ raw: Any = faust.Schema(
     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
 )
 field_events = app.topic(topics.field_events, schema=raw, partitions=settings.field_partitions)
-section_state_topic = app.topic(topics.section_state, schema=raw)
-alerts_topic = app.topic(topics.alerts, schema=raw)
 
 
 class SectionTable(Table[bytes, bytes]):
@@ -155,7 +153,7 @@ sections_table: Any = app.tables.add(
 )
 # Every write to the table goes through it (changelog.py); the app's aiokafka
 # producer exists once the worker has started.
-changelog = ChangelogWriter(sections_table, lambda: cast(Any, app.producer)._ensure_producer())
+changelog = ChangelogWriter(sections_table, lambda: _kafka())
 # Kafka's default record limit is 1 MiB (message.max.bytes, max_request_size); a
 # value near it would fail the producer and stop the worker.
 MAX_VALUE_BYTES = 900_000
@@ -230,9 +228,17 @@ def _store(key: bytes, agg: SectionAggregate, pub: Publication) -> bool:
     return True
 
 
+def _kafka() -> Any:
+    """The app's aiokafka producer (started with the worker)."""
+    return cast(Any, app.producer)._ensure_producer()
+
+
 async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
+    # Straight to aiokafka, as the table writes (changelog.py): the same producer
+    # and partitioner as Faust's Topic.send, without its per-message wrappers.
+    producer = _kafka()
     for alert in outbox["alerts"]:
-        await alerts_topic.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+        await producer.send(topics.alerts, orjson.dumps(alert), key=alert["alert_id"].encode())
         ALERTS_RAISED.labels(alert["rule"], alert["status"], alert["severity"]).inc()
         log.info(
             "alert %s seq=%s %s: %s",
@@ -242,7 +248,7 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
             alert["summary"],
         )
     if outbox["state"] is not None:
-        await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
+        await producer.send(topics.section_state, orjson.dumps(outbox["state"]), key=key)
         STATES_PUBLISHED.inc()
         publish_latency.published(key, outbox["state"]["version"])  # issue 12
     agg = _cache.get(key)
