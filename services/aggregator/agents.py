@@ -669,9 +669,37 @@ async def readyz(web: Any, request: Any) -> Any:
     return web.json({"ready": ready}, status=200 if ready else 503)
 
 
+def set_replication() -> None:
+    """Replicate Faust's own topics (the changelog, repartitions) like ours: the
+    settings' factor and min.insync.replicas, or the defaults by cluster size,
+    asked of the cluster once before the worker declares them."""
+    from services.common.kafka import replication_for, wait_for_broker
+
+    async def ask() -> Any:
+        await wait_for_broker(settings, timeout=60)
+        return await replication_for(settings)
+
+    # A loop of its own, never set as current: Faust makes its loop afterwards.
+    loop = asyncio.new_event_loop()
+    try:
+        replication = loop.run_until_complete(ask())
+    finally:
+        loop.close()
+    app.conf.topic_replication_factor = replication.factor
+    sections_table.extra_topic_configs["min.insync.replicas"] = str(replication.min_insync)
+    log.info(
+        "Faust topics: replication factor %d, min.insync.replicas %d (%d brokers)",
+        replication.factor,
+        replication.min_insync,
+        replication.brokers,
+    )
+
+
 def run_worker() -> None:
     """Start this process as a Faust worker (blocks until SIGTERM/SIGINT)."""
     from faust.worker import Worker
+
+    set_replication()
 
     class QuietWorker(Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
