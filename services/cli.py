@@ -508,7 +508,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     _print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")
     _print(
         f"replication factor {replication.factor}, min.insync.replicas "
-        f"{replication.min_insync} ({replication.brokers} brokers; BW_TOPIC_REPLICATION_FACTOR, "
+        f"{replication.min_insync} ({replication.brokers} broker"
+        f"{'s' if replication.brokers != 1 else ''}; BW_TOPIC_REPLICATION_FACTOR, "
         "BW_TOPIC_MIN_INSYNC_REPLICAS)"
     )
     return 0
