@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -376,8 +377,9 @@ def test_broker_killed_while_the_changelog_is_written_end_state_exact_then_heals
         f"then {dict(rest.statuses)}; {urp_down} partitions under-replicated while it was "
         f"down; counts exact ({len(events):,} events) with the node dead and after a "
         f"second worker restored from the changelog; restart healed the cluster "
-        f"(0 under-replicated) in {healed:.1f}s; second worker skipped "
-        f"{_metric(second, 'bw_aggregator_duplicate_events_total '):,.0f} already counted"
+        f"(0 under-replicated) in {healed:.1f}s; redelivered events the "
+        f"second worker skipped by event_id: "
+        f"{_metric(second, 'bw_aggregator_duplicate_events_total '):,.0f}"
     )
 
 
@@ -409,8 +411,9 @@ def test_api_feed_stays_live_through_a_leader_change(
     tmp_path: Path,
 ) -> None:
     dep = cluster_deployment
-    start_worker()
+    worker = start_worker(wait=False)
     proc, port, log_path = _start_api(dep, tmp_path)
+    worker.wait_ready()
     updates: list[float] = []  # arrival of each frame carrying a section update
     stop = threading.Event()
     feed_errors: list[BaseException] = []
@@ -430,18 +433,31 @@ def test_api_feed_stays_live_through_a_leader_change(
 
     reader = threading.Thread(target=read_feed, daemon=True)
     reader.start()
-    # A steady flow: 20 events every 0.1 s from one client, ~25 s in all.
-    events = _events(5_000, seed=23)
+    # A steady flow: 20 events every 0.1 s from one client, until 8 s after the kill.
+    events = _events(10_000, seed=23)
     stream = Stream(ingest, events, 20, threads=1, pace=0.1).start()
+    acked: list[dict[str, Any]] = []
     try:
-        wait_until(lambda: len(updates) >= 20, 60, "the feed to carry updates")
-        time.sleep(3)
+        wait_until(lambda: len(updates) >= 10, 60, "the feed to carry updates")
+        time.sleep(1)
         victim = cluster.node(_busiest_leader(dep, dep.prefix + "section-state"))
         killed_at = time.monotonic()
         victim.kill()
-        wait_until(lambda: sum(t > killed_at for t in updates) >= 20, 90, "updates after the kill")
-        stream.join(timeout=120)
-        time.sleep(2)
+        wait_until(
+            lambda: time.monotonic() > killed_at + 8 and sum(t > killed_at for t in updates) >= 10,
+            90,
+            "updates for 8 s after the kill",
+        )
+        stream.stop()
+        stream.join(timeout=60)
+        acked = [e for e in events if e["event_id"] in stream.acknowledged]
+        _wait_exact(
+            lambda path: orjson.loads(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read()
+            ),
+            _expected(acked),
+            "the API process's view after the leader change",
+        )
     finally:
         stop.set()
         reader.join(timeout=10)
@@ -465,6 +481,7 @@ def test_api_feed_stays_live_through_a_leader_change(
         f"\nWebSocket feed through the death of node {victim.node_id} (leader of most "
         f"section-state partitions): {len(updates)} update frames; longest gap "
         f"{gap_through:.2f}s through the leader change (before it: {gap_before:.2f}s); "
-        f"ingest answers {dict(stream.statuses)}; heal {healed:.1f}s"
+        f"ingest answers {dict(stream.statuses)}; the view exact for the {len(acked):,} "
+        f"acknowledged events; heal {healed:.1f}s"
     )
     assert gap_through < 30, f"the feed stalled for {gap_through:.1f}s"
