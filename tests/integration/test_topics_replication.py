@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
+from services.runtime.broker import free_port
 from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -39,3 +41,28 @@ def test_one_broker_gets_single_copies_by_default(kafka: str) -> None:
     out = _topics_create(kafka)
     assert out.returncode == 0, out.stderr
     assert "replication factor 1, min.insync.replicas 1 (1 broker;" in out.stdout
+
+
+def test_an_aggregator_asked_for_impossible_replication_stops_naming_the_setting(
+    kafka: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env.update(
+        {
+            "BW_KAFKA_BOOTSTRAP": kafka,
+            "BW_TOPIC_PREFIX": f"r{uuid.uuid4().hex[:8]}.",
+            "BW_TOPIC_REPLICATION_FACTOR": "3",
+            "BW_DATA_DIR": str(tmp_path),
+            "BW_WEB_PORT": str(free_port()),
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "services.aggregator"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "BW_TOPIC_REPLICATION_FACTOR=3: the cluster has only 1 broker" in out.stderr
