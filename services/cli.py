@@ -355,6 +355,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             _broker_pids(broker),
             tls.ca if tls is not None else None,
             kafka_note=_kafka_note(broker, replication),
+            topics_note=_topics_note(replication),
             replicas={
                 name: [(n, f"{scheme}://127.0.0.1:{p}") for n, p in r]
                 for name, r in replicas.items()
@@ -397,12 +398,20 @@ def _kafka_note(broker: object, replication: object) -> str:
     from services.runtime.broker import EmbeddedCluster
 
     assert isinstance(replication, Replication)
-    copies = f"replication {replication.factor}, min.insync.replicas {replication.min_insync}"
     if isinstance(broker, EmbeddedCluster):
-        return f" (embedded, KRaft, {broker.size} nodes; {copies})"
-    if broker is None:
-        return f" (external, {replication.brokers} brokers; {copies})"
-    return " (embedded, KRaft)"
+        return f" (embedded, KRaft, {broker.size} nodes)"
+    return " (external)" if broker is None else " (embedded, KRaft)"
+
+
+def _topics_note(replication: object) -> str:
+    from services.common.kafka import Replication
+
+    assert isinstance(replication, Replication)
+    n = replication.brokers
+    return (
+        f"replication {replication.factor}, min.insync.replicas {replication.min_insync} "
+        f"({n} broker{'s' if n != 1 else ''})"
+    )
 
 
 def _status(
@@ -420,6 +429,7 @@ def _status(
     ca: Path | None = None,
     *,
     kafka_note: str = "",
+    topics_note: str = "",
     replicas: dict[str, list[tuple[str, str]]] | None = None,
     workers: int = 1,
 ) -> None:
@@ -456,6 +466,7 @@ def _status(
             for name, rs in (replicas or {}).items()
         ),
         f" Kafka          {bootstrap}{kafka_note or (' (external)' if external else ' (embedded, KRaft)')}",
+        *([f" Topics         {topics_note}"] if topics_note else []),
         f" Token          {auth}",
         *(
             [

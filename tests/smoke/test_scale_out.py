@@ -111,8 +111,8 @@ def test_up_scaled_out_on_three_brokers_counts_exactly_once_everywhere(up: Up) -
     up.wait_for(r"borderwatch is up \((\d+\.\d)s\)", 180)
     took = float(up.wait_for(r"borderwatch is up \((\d+\.\d)s\)", 1).group(1))
     token = up.wait_for(r"Authorization: Bearer (bw_\S+)", 1).group(1)
-    bootstrap = up.wait_for(r"Kafka\s+(\S+) \(embedded, KRaft, 3 nodes", 1).group(1)
-    assert "replication 3, min.insync.replicas 2" in up.output
+    bootstrap = up.wait_for(r"Kafka\s+(\S+) \(embedded, KRaft, 3 nodes\)", 1).group(1)
+    assert " Topics         replication 3, min.insync.replicas 2 (3 brokers)" in up.output
     own = dict(re.findall(r"((?:ingest|api)-\d) (http://127\.0\.0\.1:\d+)", up.output))
     assert sorted(own) == ["api-1", "api-2", "ingest-1", "ingest-2"], up.output
     ingest = f"http://127.0.0.1:{up.ports['ingest']}"
