@@ -1,6 +1,7 @@
 """Benchmark: field events/s accepted by ingest, beside a bare aiokafka producer.
 
     python -m bench.ingest [--events 200000] [--batch 1000] [--clients 4]
+    python -m bench.ingest --procs 1,2 [--clients 8]     # scale-out on one host
 
 Starts a real embedded Kafka broker in a temporary directory and one ingest
 process as it runs in production (``uvicorn services.ingest.app:create_app
@@ -20,6 +21,14 @@ process as it runs in production (``uvicorn services.ingest.app:create_app
 
 Prints figures and the ratio; it is not a pass/fail test. The rate limit is
 turned off (it is a policy, not a cost); everything else is the default.
+
+``--procs N[,M...]``: for each N, N ingest processes (``python -m
+services.ingest``, as ``borderwatch up --ingest N`` runs them) share one port
+with SO_REUSEPORT, each also on a port of its own. Every request opens a new
+connection, as many field units would, so the kernel spreads them over the
+processes (keep-alive connections would stick to one). Prints each process's
+events/s (from its own ``/metrics``) and CPU, the total, and the total against
+the first N. The ceiling runs are skipped in that mode.
 """
 
 from __future__ import annotations
@@ -141,10 +150,132 @@ def start_ingest(
     raise SystemExit(f"ingest not ready:\n{tail(workdir / 'ingest.log')}")
 
 
+def start_ingest_replicas(
+    bootstrap: str, prefix: str, workdir: Path, procs: int
+) -> tuple[list[subprocess.Popen[bytes]], str, list[str], str]:
+    """``procs`` ingest processes on one SO_REUSEPORT port, each also on its own port:
+    (processes, shared URL, each one's own URL, token)."""
+    tokens = workdir / "tokens.json"
+    token = create_token(tokens, ["ingest:field"], f"bench-{procs}")
+    shared = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env.update(
+        {
+            "BW_KAFKA_BOOTSTRAP": bootstrap,
+            "BW_TOPIC_PREFIX": prefix,
+            "BW_TOKENS_FILE": str(tokens),
+            "BW_RATE_LIMIT_PER_SECOND": "0",
+            "BW_LOG_LEVEL": "WARNING",
+            "BW_HOST": "127.0.0.1",
+            "BW_PORT": str(shared),
+            "BW_REUSE_PORT": "true",
+        }
+    )
+    started: list[subprocess.Popen[bytes]] = []
+    own: list[str] = []
+    for i in range(procs):
+        port = free_port()
+        log = (workdir / f"ingest-{procs}-{i}.log").open("wb")
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "services.ingest"],
+                env={**env, "BW_REPLICA_PORT": str(port)},
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        own.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    for i, (proc, url) in enumerate(zip(started, own, strict=True)):
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_all(started)
+                raise SystemExit(
+                    f"ingest {i} not ready:\n{tail(workdir / f'ingest-{procs}-{i}.log')}"
+                )
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+    return started, f"http://127.0.0.1:{shared}", own, token
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def accepted_total(url: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("bw_ingest_events_accepted_total{")
+    )
+
+
+def run_procs(
+    bootstrap: str, workdir: Path, procs: int, args: argparse.Namespace
+) -> tuple[float, str]:
+    """One --procs run; returns (total events/s, the printed lines)."""
+    warm = make_batches(20 * args.batch * procs, args.batch, seed=100 + procs)
+    batches = make_batches(args.events, args.batch, seed=200 + procs)
+    bodies = [b"\n".join(orjson.dumps(e) for e in batch) for batch in batches]
+    warm_bodies = [b"\n".join(orjson.dumps(e) for e in batch) for batch in warm]
+    prefix = f"bench{procs}."
+    asyncio.run(ensure_topics(CommonSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix), 6))
+    started, url, own, token = start_ingest_replicas(bootstrap, prefix, workdir, procs)
+    try:
+        asyncio.run(post_all(url, token, warm_bodies, args.clients, reconnect=True))
+        ps = [psutil.Process(p.pid) for p in started]
+        me = psutil.Process()
+        cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
+        me0 = sum(me.cpu_times()[:2])
+        psutil.cpu_percent()  # starts the machine-wide measurement
+        acc0 = [accepted_total(u) for u in own]
+        accepted, took, latencies, failed = asyncio.run(
+            post_all(url, token, bodies, args.clients, reconnect=True)
+        )
+        cpu1 = [sum(p.cpu_times()[:2]) for p in ps]
+        me1 = sum(me.cpu_times()[:2])
+        machine = psutil.cpu_percent()
+        acc1 = [accepted_total(u) for u in own]
+    finally:
+        stop_all(started)
+    rate = accepted / took
+    lines = [
+        f"--procs {procs}: {rate:>9,.0f} events/s accepted in all ({accepted:,} in "
+        f"{took:.1f}s, {failed} failed requests, {args.clients} clients, a connection per "
+        f"request); latency p50 {statistics.median(latencies) * 1000:.0f} ms, p99 "
+        f"{percentile(latencies, 0.99) * 1000:.0f} ms; the clients (this process) "
+        f"{(me1 - me0) / took:.0%} of one core; the whole machine {machine:.0f}% busy "
+        "(every user's processes)"
+    ]
+    for i in range(procs):
+        lines.append(
+            f"    process {i + 1}: {(acc1[i] - acc0[i]) / took:>9,.0f} events/s, "
+            f"CPU {(cpu1[i] - cpu0[i]) / took:.0%} of one core"
+        )
+    return rate, "\n".join(lines)
+
+
 async def post_all(
-    url: str, token: str, bodies: list[bytes], clients: int
+    url: str, token: str, bodies: list[bytes], clients: int, *, reconnect: bool = False
 ) -> tuple[int, float, list[float], int]:
-    """(events accepted, seconds, request latencies, failed requests)."""
+    """(events accepted, seconds, request latencies, failed requests). ``reconnect``:
+    a new connection per request."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -155,7 +286,10 @@ async def post_all(
 
     async def client() -> None:
         nonlocal accepted, failed
-        async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
+        limits = httpx.Limits(max_keepalive_connections=0) if reconnect else httpx.Limits()
+        async with httpx.AsyncClient(
+            base_url=url, timeout=30, headers=headers, limits=limits
+        ) as http:
             while not queue.empty():
                 body = queue.get_nowait()
                 started = time.perf_counter()
@@ -232,7 +366,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--procs",
+        help="ingest processes on one port (SO_REUSEPORT), comma separated: 1,2",
+    )
     args = parser.parse_args()
+    if args.procs:
+        main_procs(args, [int(n) for n in args.procs.split(",")])
+        return
 
     warmup = make_batches(20 * args.batch, args.batch, seed=99)
     batches = make_batches(args.events, args.batch)
@@ -329,6 +470,40 @@ def main() -> None:
         f"records: {rrate:,.0f} events/s, batch p50 {statistics.median(rlat) * ms:.0f} ms; "
         f"ingest / that: {rate / rrate:.2f})"
     )
+
+
+def main_procs(args: argparse.Namespace, counts: list[int]) -> None:
+    gc.collect()
+    gc.freeze()
+    load = os.getloadavg()[0]
+    print(
+        f"{args.events} events per run in NDJSON batches of {args.batch}; ingest processes "
+        f"{counts}; {os.cpu_count()} CPUs (shared: load average {load:.1f} at the start)",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bw-bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        broker = EmbeddedKafka(workdir / "kafka", heap="768m")
+        broker.start()
+        rates: list[float] = []
+        try:
+            broker.wait_ready(timeout=90)
+            broker_ps = psutil.Process(broker.process.pid) if broker.process else None
+            for n in counts:
+                b0 = sum(broker_ps.cpu_times()[:2]) if broker_ps else 0.0
+                t0 = time.perf_counter()
+                rate, lines = run_procs(broker.bootstrap, workdir, n, args)
+                b1 = sum(broker_ps.cpu_times()[:2]) if broker_ps else 0.0
+                rates.append(rate)
+                print(lines)
+                print(
+                    f"    broker CPU over the run (incl. start-up and warm-up): "
+                    f"{(b1 - b0) / (time.perf_counter() - t0):.0%} of one core; "
+                    f"against --procs {counts[0]}: x{rate / rates[0]:.2f}",
+                    flush=True,
+                )
+        finally:
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The ``borderwatch`` command.
 
 borderwatch up [--demo] [--tls]  start the whole system on the embedded broker
+    [--brokers 3]                 ... on a replicated 3-node KRaft cluster
+    [--workers N --ingest N --api N]  several processes of each service
 borderwatch broker install       fetch the Kafka jars (once)
 borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
 borderwatch token create --scopes read,ack [--label L] [--expires 30d]
@@ -46,6 +48,11 @@ class UpSettings(CommonSettings):
     aggregator_port: int = Field(6066, ge=1, le=65535)
     field_partitions: int = Field(6, ge=1, le=256)
     ready_timeout: float = Field(90.0, gt=0)
+    # Scale-out on one host (flags --brokers, --workers, --ingest, --api win).
+    brokers: int = Field(1, ge=1, le=9, description="Embedded Kafka nodes (KRaft).")
+    workers: int = Field(1, ge=1, le=32, description="Aggregator worker processes.")
+    ingest_processes: int = Field(1, ge=1, le=32, description="Ingest processes on one port.")
+    api_processes: int = Field(1, ge=1, le=32, description="API processes on one port.")
 
 
 def _print(msg: str = "") -> None:
@@ -82,24 +89,55 @@ def up_ports(args: argparse.Namespace, settings: UpSettings) -> dict[str, int]:
     return ports
 
 
-def check_ports_free(ports: dict[str, int], kafka_port: int | None = None) -> None:
+def check_ports_free(
+    ports: dict[str, int],
+    kafka_port: int | None = None,
+    *,
+    workers: int = 1,
+    brokers: int = 1,
+) -> None:
     """Refuse to start, naming every taken port and how to choose another, before
-    anything binds or starts."""
+    anything binds or starts. ``workers`` aggregator workers use the aggregator port
+    and the ones after it; ``brokers`` Kafka nodes the Kafka port and the ones after."""
     from services.runtime.broker import port_is_free
 
+    wanted = [
+        (name, port + i)
+        for name, port in ports.items()
+        for i in range(workers if name == "aggregator" else 1)
+    ]
     taken = [
         f"port {port} ({UP_PORTS[name][0]}) is already in use on 127.0.0.1: stop what "
         f"uses it or choose another with {UP_PORTS[name][1]} PORT or {UP_PORTS[name][2]}=PORT"
-        for name, port in ports.items()
+        for name, port in wanted
         if not port_is_free(port)
     ]
-    if kafka_port and not port_is_free(kafka_port):
-        taken.append(
-            f"port {kafka_port} (Kafka) is already in use on 127.0.0.1: stop what uses it "
-            "or choose another with --kafka-port PORT or BW_KAFKA_PORT=PORT"
-        )
+    for port in range(kafka_port, kafka_port + brokers) if kafka_port else ():
+        if not port_is_free(port):
+            taken.append(
+                f"port {port} (Kafka) is already in use on 127.0.0.1: stop what uses it "
+                "or choose another with --kafka-port PORT or BW_KAFKA_PORT=PORT"
+            )
     if taken:
         raise ConfigError("cannot start: " + "; ".join(taken))
+
+
+def up_counts(args: argparse.Namespace, settings: UpSettings) -> dict[str, int]:
+    """How many of each: Kafka nodes and processes per service (flags win)."""
+    counts = {}
+    for key, flag, setting in (
+        ("brokers", "brokers", "brokers"),
+        ("workers", "workers", "workers"),
+        ("ingest", "ingest", "ingest_processes"),
+        ("api", "api", "api_processes"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None and not 1 <= value <= 32:
+            raise ConfigError(f"--{flag} {value}: give a number from 1 to 32")
+        counts[key] = value if value is not None else int(getattr(settings, setting))
+    if counts["brokers"] > 9:
+        raise ConfigError(f"--brokers {counts['brokers']}: at most 9 embedded Kafka nodes")
+    return counts
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -107,8 +145,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.aggregator.rules import load_rules
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
-    from services.common.kafka import ensure_topics
-    from services.runtime.broker import EmbeddedKafka, install
+    from services.common.kafka import ensure_topics, replication_for
+    from services.runtime.broker import EmbeddedCluster, EmbeddedKafka, free_port, install
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
     from services.runtime.tls import ensure_local_tls
 
@@ -120,7 +158,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     external = "kafka_bootstrap" in settings.model_fields_set
     kafka_port = None if external else (args.kafka_port or settings.kafka_port or None)
     ports = up_ports(args, settings)
-    check_ports_free(ports, kafka_port)
+    counts = up_counts(args, settings)
+    if external and counts["brokers"] > 1:
+        raise ConfigError(
+            "--brokers starts embedded Kafka nodes; with BW_KAFKA_BOOTSTRAP the cluster "
+            "is yours: leave --brokers out"
+        )
+    check_ports_free(
+        ports, kafka_port, workers=counts["workers"], brokers=1 if external else counts["brokers"]
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     t0 = time.monotonic()
@@ -135,12 +181,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     sup = Supervisor()
-    broker: EmbeddedKafka | None = None
+    broker: EmbeddedKafka | EmbeddedCluster | None = None
     try:
         if external:
             bootstrap = settings.kafka_bootstrap
             _print(f"borderwatch: using the Kafka cluster at {bootstrap} (BW_KAFKA_BOOTSTRAP)")
-        else:
+        elif counts["brokers"] == 1:
             install()
             broker = EmbeddedKafka(
                 data_dir / "kafka",
@@ -152,7 +198,27 @@ def cmd_up(args: argparse.Namespace) -> int:
             _print(f"borderwatch: starting Kafka {broker.bootstrap} (data in {broker.data_dir})")
             broker.wait_ready(timeout=settings.ready_timeout)
             bootstrap = broker.bootstrap
+        else:
+            install()
+            # Its own directory: a cluster of another size is another cluster.
+            broker = EmbeddedCluster(
+                data_dir / f"kafka-{counts['brokers']}",
+                counts["brokers"],
+                first_port=kafka_port or 0,
+                # Three JVMs on a small machine: a smaller heap each, unless set.
+                heap=settings.kafka_heap if "kafka_heap" in settings.model_fields_set else "384m",
+            )
+            broker.start()
+            _print(
+                f"borderwatch: starting a {broker.size}-node Kafka cluster {broker.bootstrap} "
+                f"(data in {broker.data_dir})"
+            )
+            broker.wait_ready(timeout=settings.ready_timeout)
+            bootstrap = broker.bootstrap
         kafka_settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        # Checked against the cluster before any topic is made (a ConfigError if
+        # the settings ask for more copies than there are brokers).
+        replication = asyncio.run(replication_for(kafka_settings))
         asyncio.run(ensure_topics(kafka_settings, settings.field_partitions))
 
         token: str | None = None
@@ -210,39 +276,61 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "BW_TOKENS_FILE": str(tokens_file),
                 "BW_AUTH_ENABLED": "false" if args.insecure_no_auth else "true",
                 "BW_FIELD_PARTITIONS": str(settings.field_partitions),
+                # Resolved once here, so Faust's changelogs match our topics.
+                "BW_TOPIC_REPLICATION_FACTOR": str(replication.factor),
+                "BW_TOPIC_MIN_INSYNC_REPLICAS": str(replication.min_insync),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         py = sys.executable
-        aggregator = sup.start(
-            Child(
-                "aggregator",
-                [py, "-m", "services.aggregator"],
-                {
-                    **env,
-                    "BW_WEB_PORT": str(ports["aggregator"]),
-                    "BW_DATA_DIR": str(data_dir / "aggregator"),
-                },
-                logs / "aggregator.log",
-                f"http://127.0.0.1:{ports['aggregator']}/readyz",
-            )
-        )
-        services = [aggregator]
-        scheme = "https" if tls is not None else "http"
-        for name in ("ingest", "api"):
+        services: list[Child] = []
+        # Workers join one consumer group (the app id); each has its own web port
+        # (the aggregator port and the ones after it) and data directory.
+        for i in range(counts["workers"]):
+            one = counts["workers"] == 1
             services.append(
                 sup.start(
                     Child(
-                        name,
-                        # Reads BW_HOST, BW_PORT and BW_TLS_* (services/common/serve.py).
-                        [py, "-m", f"services.{name}"],
-                        {**env, "BW_HOST": "127.0.0.1", "BW_PORT": str(ports[name])},
-                        logs / f"{name}.log",
-                        f"{scheme}://127.0.0.1:{ports[name]}/readyz",
-                        ready_cafile=tls.ca if tls is not None else None,
+                        "aggregator" if one else f"aggregator-{i + 1}",
+                        [py, "-m", "services.aggregator"],
+                        {
+                            **env,
+                            "BW_WEB_PORT": str(ports["aggregator"] + i),
+                            "BW_DATA_DIR": str(
+                                data_dir / ("aggregator" if one else f"aggregator-{i + 1}")
+                            ),
+                        },
+                        logs / ("aggregator.log" if one else f"aggregator-{i + 1}.log"),
+                        f"http://127.0.0.1:{ports['aggregator'] + i}/readyz",
                     )
                 )
             )
+        scheme = "https" if tls is not None else "http"
+        replicas: dict[str, list[tuple[str, int]]] = {}
+        for name in ("ingest", "api"):
+            n = counts[name]
+            for i in range(n):
+                child_env = {**env, "BW_HOST": "127.0.0.1", "BW_PORT": str(ports[name])}
+                own = ports[name]
+                if n > 1:
+                    # One port per service (SO_REUSEPORT), and one of each process's
+                    # own for its /readyz and /metrics.
+                    own = free_port()
+                    child_env.update({"BW_REUSE_PORT": "true", "BW_REPLICA_PORT": str(own)})
+                    replicas.setdefault(name, []).append((f"{name}-{i + 1}", own))
+                services.append(
+                    sup.start(
+                        Child(
+                            name if n == 1 else f"{name}-{i + 1}",
+                            # Reads BW_HOST, BW_PORT and BW_TLS_* (services/common/serve.py).
+                            [py, "-m", f"services.{name}"],
+                            child_env,
+                            logs / (f"{name}.log" if n == 1 else f"{name}-{i + 1}.log"),
+                            f"{scheme}://127.0.0.1:{own}/readyz",
+                            ready_cafile=tls.ca if tls is not None else None,
+                        )
+                    )
+                )
         sup.wait_ready(services, settings.ready_timeout, lambda: stopping)
         ingest_url = f"{scheme}://127.0.0.1:{ports['ingest']}"
         api_url = f"{scheme}://127.0.0.1:{ports['api']}"
@@ -264,8 +352,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             args.demo,
             time.monotonic() - t0,
             [(c.name, c.pid) for c in sup.children],
-            broker.process.pid if broker is not None and broker.process else None,
+            _broker_pids(broker),
             tls.ca if tls is not None else None,
+            kafka_note=_kafka_note(broker, replication),
+            topics_note=_topics_note(replication),
+            replicas={
+                name: [(n, f"{scheme}://127.0.0.1:{p}") for n, p in r]
+                for name, r in replicas.items()
+            },
+            workers=counts["workers"],
         )
         while not stopping:
             sup.check()
@@ -288,6 +383,37 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print(f"borderwatch: stopped in {time.monotonic() - t_stop:.1f}s")
 
 
+def _broker_pids(broker: object) -> list[int]:
+    from services.runtime.broker import EmbeddedCluster, EmbeddedKafka
+
+    if isinstance(broker, EmbeddedCluster):
+        return [n.pid for n in broker.nodes if n.pid is not None]
+    if isinstance(broker, EmbeddedKafka) and broker.pid is not None:
+        return [broker.pid]
+    return []
+
+
+def _kafka_note(broker: object, replication: object) -> str:
+    from services.common.kafka import Replication
+    from services.runtime.broker import EmbeddedCluster
+
+    assert isinstance(replication, Replication)
+    if isinstance(broker, EmbeddedCluster):
+        return f" (embedded, KRaft, {broker.size} nodes)"
+    return " (external)" if broker is None else " (embedded, KRaft)"
+
+
+def _topics_note(replication: object) -> str:
+    from services.common.kafka import Replication
+
+    assert isinstance(replication, Replication)
+    n = replication.brokers
+    return (
+        f"replication {replication.factor}, min.insync.replicas {replication.min_insync} "
+        f"({n} broker{'s' if n != 1 else ''})"
+    )
+
+
 def _status(
     bootstrap: str,
     external: bool,
@@ -299,8 +425,13 @@ def _status(
     demo: bool,
     took: float,
     pids: list[tuple[str, int | None]],
-    broker_pid: int | None,
+    broker_pids: list[int],
     ca: Path | None = None,
+    *,
+    kafka_note: str = "",
+    topics_note: str = "",
+    replicas: dict[str, list[tuple[str, str]]] | None = None,
+    workers: int = 1,
 ) -> None:
     line = "─" * 68
     auth = (
@@ -321,7 +452,21 @@ def _status(
         f" Live feed      {api_url.replace('http', 'ws', 1)}/ws/feed",
         f" Ingest         POST {ingest_url}/v1/field-events",
         f" Metrics        {api_url}/metrics  {ingest_url}/metrics  http://127.0.0.1:{ports['aggregator']}/metrics",
-        f" Kafka          {bootstrap}{' (external)' if external else ' (embedded, KRaft)'}",
+        *(
+            [
+                f" Workers        {workers} aggregator workers in one group; /metrics on ports "
+                f"{ports['aggregator']}-{ports['aggregator'] + workers - 1}"
+            ]
+            if workers > 1
+            else []
+        ),
+        *(
+            f" {name.capitalize():<14} {len(rs)} processes share port {ports[name]}; each alone: "
+            + "  ".join(f"{n} {u}" for n, u in rs)
+            for name, rs in (replicas or {}).items()
+        ),
+        f" Kafka          {bootstrap}{kafka_note or (' (external)' if external else ' (embedded, KRaft)')}",
+        *([f" Topics         {topics_note}"] if topics_note else []),
         f" Token          {auth}",
         *(
             [
@@ -333,7 +478,7 @@ def _status(
         ),
         f" Data and logs  {data_dir}",
         f" Processes      {', '.join(f'{n}={p}' for n, p in pids)}"
-        + (f", kafka={broker_pid}" if broker_pid else ""),
+        + (f", kafka={','.join(str(p) for p in broker_pids)}" if broker_pids else ""),
         f" Stop           Ctrl-C (or SIGTERM to pid {os.getpid()})",
         line,
     ]
@@ -365,12 +510,19 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from services.common.kafka import ensure_topics, wait_for_broker
+    from services.common.kafka import ensure_topics, replication_for, wait_for_broker
 
     settings = load_settings(UpSettings)
     asyncio.run(wait_for_broker(settings, timeout=60))
+    replication = asyncio.run(replication_for(settings))
     created = asyncio.run(ensure_topics(settings, settings.field_partitions))
     _print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")
+    _print(
+        f"replication factor {replication.factor}, min.insync.replicas "
+        f"{replication.min_insync} ({replication.brokers} broker"
+        f"{'s' if replication.brokers != 1 else ''}; BW_TOPIC_REPLICATION_FACTOR, "
+        "BW_TOPIC_MIN_INSYNC_REPLICAS)"
+    )
     return 0
 
 
@@ -557,6 +709,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregator-port",
         type=int,
         help="aggregator /metrics and /readyz (default: BW_AGGREGATOR_PORT or 6066)",
+    )
+    up.add_argument(
+        "--brokers",
+        type=int,
+        help="embedded Kafka nodes; 3: a replicated KRaft cluster, topics with 3 copies "
+        "and min.insync.replicas 2 (default: BW_BROKERS or 1)",
+    )
+    up.add_argument(
+        "--workers", type=int, help="aggregator worker processes (default: BW_WORKERS or 1)"
+    )
+    up.add_argument(
+        "--ingest",
+        type=int,
+        help="ingest processes sharing the ingest port (default: BW_INGEST_PROCESSES or 1)",
+    )
+    up.add_argument(
+        "--api",
+        type=int,
+        help="API processes sharing the API port, each with its own view "
+        "(default: BW_API_PROCESSES or 1)",
     )
     up.add_argument(
         "--tls",

@@ -714,9 +714,48 @@ async def readyz(web: Any, request: Any) -> Any:
     return web.json({"ready": ready}, status=200 if ready else 503)
 
 
+def set_replication() -> None:
+    """Replicate Faust's own topics (the changelog, repartitions) like ours: the
+    settings' factor and min.insync.replicas, or the defaults by cluster size,
+    asked of the cluster once before the worker declares them."""
+    import sys
+
+    from services.common.errors import ConfigError
+    from services.common.kafka import replication_for, wait_for_broker
+
+    async def ask() -> Any:
+        # Wait for the cluster as Faust would (it retries for ever), saying so.
+        while True:
+            try:
+                await wait_for_broker(settings, timeout=30)
+                return await replication_for(settings)
+            except TimeoutError as exc:
+                log.warning("waiting for Kafka: %s", exc)
+
+    # A loop of its own, never set as current: Faust makes its loop afterwards.
+    loop = asyncio.new_event_loop()
+    try:
+        replication = loop.run_until_complete(ask())
+    except ConfigError as exc:
+        print(f"borderwatch aggregator: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    finally:
+        loop.close()
+    app.conf.topic_replication_factor = replication.factor
+    sections_table.extra_topic_configs["min.insync.replicas"] = str(replication.min_insync)
+    log.info(
+        "Faust topics: replication factor %d, min.insync.replicas %d (%d brokers)",
+        replication.factor,
+        replication.min_insync,
+        replication.brokers,
+    )
+
+
 def run_worker() -> None:
     """Start this process as a Faust worker (blocks until SIGTERM/SIGINT)."""
     from faust.worker import Worker
+
+    set_replication()
 
     class QuietWorker(Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:

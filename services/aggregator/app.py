@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Mapping
+from typing import Any
 
 import faust
+import faust.transport.drivers.aiokafka as faust_aiokafka
 import mode.loop
 
 from services.aggregator import bulk, durable
@@ -70,6 +73,18 @@ bulk.install(
     fetch_max_wait_ms=settings.fetch_max_wait_ms,
 )
 
+
+def _idempotent_settings(self: Any) -> Mapping[str, Any]:
+    # Faust makes its producer idempotent only inside transactions (exactly_once,
+    # which has open duplicate defects). Without it, a retry after a leader change
+    # can write a changelog or state record twice; with it, the broker drops the
+    # copy. acks stays "all" (producer_acks=-1 below).
+    return {**_stock_settings_extra(self), "acks": "all", "enable_idempotence": True}
+
+
+_stock_settings_extra = faust_aiokafka.Producer._settings_extra
+faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign]
+
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
@@ -79,7 +94,8 @@ app = faust.App(
     value_serializer="raw",
     datadir=str(settings.data_dir),
     topic_partitions=settings.field_partitions,
-    topic_replication_factor=1,
+    # None: set by cluster size when the worker starts (agents.run_worker).
+    topic_replication_factor=settings.topic_replication_factor or 1,
     # The first group join waits session_timeout / 2: 6 s -> 3 s instead of 30 s.
     broker_session_timeout=settings.session_timeout,
     broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
+from services.common.errors import ConfigError
 from services.common.settings import CommonSettings
 from services.common.topics import Topics, topic_specs
 
@@ -61,20 +63,96 @@ def make_consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> A
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)
 
 
+@dataclass(frozen=True)
+class Replication:
+    """How topics are replicated on a cluster of ``brokers``."""
+
+    factor: int
+    min_insync: int
+    brokers: int
+
+
+def resolve_replication(
+    brokers: int, factor: int | None = None, min_insync: int | None = None
+) -> Replication:
+    """The settings' replication checked against the cluster, defaults by its size
+    (3 copies, 2 in sync, from 3 brokers up). Refuses what the cluster cannot do,
+    naming the setting."""
+    default_factor = min(3, max(1, brokers))
+    rf = factor if factor is not None else default_factor
+    if rf > brokers:
+        raise ConfigError(
+            f"BW_TOPIC_REPLICATION_FACTOR={rf}: the cluster has only {brokers} "
+            f"broker{'s' if brokers != 1 else ''}; give at most {brokers} or add brokers"
+        )
+    isr = min_insync if min_insync is not None else (2 if rf >= 3 else 1)
+    if isr > rf:
+        raise ConfigError(
+            f"BW_TOPIC_MIN_INSYNC_REPLICAS={isr}: more than the replication factor {rf}; "
+            "no write could ever be acknowledged"
+        )
+    if isr == rf and rf > 1:
+        log.warning(
+            "min.insync.replicas %d equals the replication factor: one broker down "
+            "stops every write (acks=all)",
+            isr,
+        )
+    return Replication(rf, isr, brokers)
+
+
+async def _brokers(admin: AIOKafkaAdminClient) -> int:
+    return len((await admin.describe_cluster())["brokers"])
+
+
+async def replication_for(settings: CommonSettings) -> Replication:
+    """The replication topics get on the cluster at ``settings.kafka_bootstrap``."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        brokers = await _brokers(admin)
+    finally:
+        await admin.close()
+    return resolve_replication(
+        brokers, settings.topic_replication_factor, settings.topic_min_insync_replicas
+    )
+
+
 async def ensure_topics(settings: CommonSettings, field_partitions: int = 6) -> list[str]:
-    """Create every borderwatch topic that does not exist yet; returns the created names."""
+    """Create every borderwatch topic that does not exist yet; returns the created names.
+
+    Replication comes from the settings, with defaults by cluster size
+    (:func:`resolve_replication`); a topic that exists with fewer copies is logged,
+    not changed (moving replicas is an operator's decision)."""
     topics = Topics(settings.topic_prefix)
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     created = []
     try:
+        replication = resolve_replication(
+            await _brokers(admin),
+            settings.topic_replication_factor,
+            settings.topic_min_insync_replicas,
+        )
         existing = set(await admin.list_topics())
+        ours = {topics.prefix + spec.suffix for spec in topic_specs(field_partitions)}
+        for topic in await admin.describe_topics(sorted(ours & existing)):
+            copies = min((len(p["replicas"]) for p in topic["partitions"]), default=0)
+            if copies and copies < replication.factor:
+                log.warning(
+                    "topic %s exists with %d replica(s), fewer than %d; it stays so",
+                    topic["topic"],
+                    copies,
+                    replication.factor,
+                )
         wanted = [
             NewTopic(
                 topics.prefix + spec.suffix,
                 num_partitions=spec.partitions,
-                replication_factor=1,
-                topic_configs=spec.config,
+                replication_factor=replication.factor,
+                topic_configs={
+                    **spec.config,
+                    "min.insync.replicas": str(replication.min_insync),
+                },
             )
             for spec in topic_specs(field_partitions)
             if topics.prefix + spec.suffix not in existing
@@ -88,6 +166,69 @@ async def ensure_topics(settings: CommonSettings, field_partitions: int = 6) -> 
     finally:
         await admin.close()
     return created
+
+
+async def wait_for_brokers(settings: CommonSettings, brokers: int, timeout: float = 60.0) -> None:
+    """Wait until the cluster's metadata lists ``brokers`` live brokers."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), timeout=5)
+            seen = await asyncio.wait_for(_brokers(admin), timeout=5)
+            if seen >= brokers:
+                return
+        except (KafkaError, OSError, TimeoutError):
+            pass
+        finally:
+            try:
+                await admin.close()
+            except Exception:
+                pass
+        await asyncio.sleep(0.3)
+    raise TimeoutError(
+        f"Kafka at {settings.kafka_bootstrap} listed {seen} of {brokers} brokers "
+        f"after {timeout:.0f}s"
+    )
+
+
+async def partition_layout(
+    settings: CommonSettings, topics: list[str] | None = None, timeout: float = 30.0
+) -> dict[tuple[str, int], tuple[int, list[int], list[int]]]:
+    """(leader, replicas, in-sync replicas) of every partition of ``topics`` (all: None).
+
+    Retried until ``timeout``: the admin client asks a random broker, which may be
+    the one that just died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), timeout=5)
+            described = await asyncio.wait_for(admin.describe_topics(topics), timeout=5)
+            if any(t["error_code"] or not t["partitions"] for t in described):
+                # Just created, or its leader is being elected: not known yet.
+                raise KafkaError(f"metadata incomplete: {described}")
+            return {
+                (t["topic"], p["partition"]): (p["leader"], list(p["replicas"]), list(p["isr"]))
+                for t in described
+                for p in t["partitions"]
+            }
+        except (KafkaError, OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+        finally:
+            try:
+                await admin.close()
+            except Exception:
+                pass
+
+
+async def under_replicated(settings: CommonSettings) -> int:
+    """Partitions of the cluster with fewer in-sync replicas than replicas."""
+    layout = await partition_layout(settings)
+    return sum(len(isr) < len(replicas) for _, replicas, isr in layout.values())
 
 
 async def wait_for_broker(settings: CommonSettings, timeout: float = 60.0) -> None:

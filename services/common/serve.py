@@ -5,6 +5,11 @@
 (a plain-HTTP request fails the TLS handshake); with ``BW_TLS_CLIENT_CA_FILE``
 too, every client must present a certificate signed by that CA (mutual TLS).
 Plain ``uvicorn services.api.app:create_app --factory`` still works, without TLS.
+
+Scale-out on one host: with ``BW_REUSE_PORT=true`` several processes bind the
+same ``BW_PORT`` (SO_REUSEPORT; Linux lets only processes of the same user
+join, and spreads new connections over them), and ``BW_REPLICA_PORT`` gives
+each one a port of its own, so its ``/readyz`` and ``/metrics`` can be read.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import socket
 import ssl
 import sys
 from typing import Any
@@ -85,16 +91,48 @@ def log_config() -> dict[str, Any]:
     return config
 
 
+def listen_socket(host: str, port: int, *, reuse_port: bool, name: str) -> socket.socket:
+    """A bound TCP socket for uvicorn; a taken port is a ConfigError naming ``name``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{name} {port}: cannot bind {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(service: str, settings_cls: type[HttpServiceSettings], **uvicorn_options: Any) -> None:
     import uvicorn
 
     try:
         settings = load_settings(settings_cls)
         check_tls_files(settings)
+        sockets = None
+        if settings.reuse_port or settings.replica_port is not None:
+            sockets = [
+                listen_socket(
+                    settings.host, settings.port, reuse_port=settings.reuse_port, name="BW_PORT"
+                )
+            ]
+            if settings.replica_port is not None:
+                sockets.append(
+                    listen_socket(
+                        settings.host,
+                        settings.replica_port,
+                        reuse_port=False,
+                        name="BW_REPLICA_PORT",
+                    )
+                )
     except ConfigError as exc:
         print(f"borderwatch {service}: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    uvicorn.run(
+    config = uvicorn.Config(
         f"services.{service}.app:create_app",
         factory=True,
         host=settings.host,
@@ -106,3 +144,10 @@ def main(service: str, settings_cls: type[HttpServiceSettings], **uvicorn_option
         **tls_options(settings),
         **uvicorn_options,
     )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run does when start-up failed

@@ -43,6 +43,20 @@ class CommonSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{0,100}$",
         description="Prefix of every topic name (tests use a fresh one per test).",
     )
+    topic_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Copies of each topic's partitions (ours and Faust's changelogs); "
+        "default by cluster size: 3 with 3 or more brokers, else one per broker.",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Copies that must have a record before acks=all acknowledges it; "
+        "default: 2 with a replication factor of 3 or more, else 1.",
+    )
     sections_file: Path = Field(
         DEFAULT_CONFIG_DIR / "sections.yaml", description="Section catalogue (YAML)."
     )
@@ -96,6 +110,18 @@ class HttpServiceSettings(CommonSettings):
         None,
         description="CA bundle (PEM) for mutual TLS: clients must present a certificate "
         "it signed, or the handshake fails.",
+    )
+    reuse_port: bool = Field(
+        False,
+        description="Bind BW_PORT with SO_REUSEPORT, so several processes of the service "
+        "share it; the kernel spreads new connections over them.",
+    )
+    replica_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="A port of this process alone, beside BW_PORT: /readyz and /metrics "
+        "of one replica when several share BW_PORT.",
     )
     max_query_bytes: int = Field(
         4096,

@@ -1,4 +1,7 @@
-"""The embedded broker: real Apache Kafka 3.9 in KRaft mode, one node, data on disk.
+"""The embedded broker: real Apache Kafka 3.9 in KRaft mode, data on disk.
+
+One node by default (:class:`EmbeddedKafka`); :class:`EmbeddedCluster` runs
+three (or more) of them as one replicated cluster on 127.0.0.1.
 
 Its jars (``org.apache.kafka:kafka_2.13`` and what it needs at run time) are
 fetched from Maven Central by Maven, from ``deploy/kafka/pom.xml``, once, into
@@ -130,8 +133,22 @@ def _pdeathsig() -> None:
         pass
 
 
+def replication_defaults(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``brokers``: three
+    copies and two in sync once there are three brokers, so one broker may die
+    without losing an acknowledged record or refusing writes."""
+    factor = min(3, max(1, brokers))
+    return factor, 2 if factor >= 3 else 1
+
+
 class EmbeddedKafka:
-    """One KRaft node (broker + controller) on 127.0.0.1."""
+    """One KRaft node (broker + controller) on 127.0.0.1.
+
+    Alone it is a one-node cluster. :class:`EmbeddedCluster` gives each node its
+    ``node_id``, the ``voters`` of the controller quorum, the shared
+    ``cluster_id`` and the cluster's size (which sets the replication of
+    Kafka's own topics).
+    """
 
     def __init__(
         self,
@@ -142,6 +159,10 @@ class EmbeddedKafka:
         heap: str = "512m",
         cache_dir: Path | None = None,
         host: str = "127.0.0.1",
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        cluster_size: int = 1,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -150,7 +171,18 @@ class EmbeddedKafka:
         self._wanted = (port, controller_port)
         self.port = 0
         self.controller_port = 0
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
+        self.cluster_size = cluster_size
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def bootstrap(self) -> str:
@@ -160,8 +192,13 @@ class EmbeddedKafka:
     def log_path(self) -> Path:
         return self.data_dir / "broker.log"
 
-    def _choose_ports(self) -> None:
-        """Explicit ports win; else the ports of the last run if still free; else free ones."""
+    def choose_ports(self, avoid: set[int] | None = None) -> None:
+        """Explicit ports win; else the ports of the last run if still free; else free
+        ones (none of ``avoid``). Chosen once: a restart keeps its address."""
+        if self.port:
+            return
+        avoid = avoid or set()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         saved: dict[str, int] = {}
         ports_file = self.data_dir / "ports.json"
         if ports_file.exists():
@@ -173,12 +210,12 @@ class EmbeddedKafka:
         for wanted, key in zip(self._wanted, ("port", "controller_port"), strict=True):
             if wanted:
                 chosen.append(wanted)
-            elif saved.get(key) and port_is_free(saved[key], self.host):
+            elif saved.get(key) and saved[key] not in avoid and port_is_free(saved[key], self.host):
                 chosen.append(saved[key])
             else:
-                chosen.append(free_port(self.host))
+                chosen.append(_free_port_not_in(avoid | set(chosen), self.host))
         if chosen[0] == chosen[1]:
-            chosen[1] = free_port(self.host)
+            chosen[1] = _free_port_not_in(avoid | set(chosen), self.host)
         self.port, self.controller_port = chosen
         ports_file.write_text(
             json.dumps({"port": self.port, "controller_port": self.controller_port}),
@@ -187,10 +224,12 @@ class EmbeddedKafka:
 
     def _properties(self) -> Path:
         logs = self.data_dir / "kafka-logs"
+        factor, min_isr = replication_defaults(self.cluster_size)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters
+            or f"{self.node_id}@{self.host}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -199,12 +238,19 @@ class EmbeddedKafka:
             "log.dirs": str(logs),
             "num.partitions": "6",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            # Kafka's own topics (group offsets, transactions) and any topic created
+            # without explicit settings (Faust's) are replicated like ours.
+            "offsets.topic.replication.factor": str(factor),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(factor),
+            "transaction.state.log.min.isr": str(min_isr),
             "transaction.state.log.num.partitions": "4",
-            "min.insync.replicas": "1",
+            "default.replication.factor": str(factor),
+            "min.insync.replicas": str(min_isr),
+            # A killed node is fenced, and its partitions led elsewhere, after 3 s
+            # without a heartbeat instead of 9 s.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "1000",
             "group.initial.rebalance.delay.ms": "0",
             "log.cleaner.min.compaction.lag.ms": "0",
             "log.segment.bytes": str(64 * 1024 * 1024),
@@ -240,11 +286,13 @@ class EmbeddedKafka:
     def start(self) -> subprocess.Popen[bytes]:
         libs = install(self.cache_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._choose_ports()
+        self.choose_ports()
         props = self._properties()
         if not (self.data_dir / "kafka-logs" / "meta.properties").exists():
             cid_file = self.data_dir / "cluster.id"
-            if not cid_file.exists():
+            if self.cluster_id is not None:
+                cid_file.write_text(self.cluster_id, encoding="utf-8")
+            elif not cid_file.exists():
                 cid_file.write_text(_cluster_id(), encoding="utf-8")
             fmt = subprocess.run(
                 self._java(
@@ -301,6 +349,17 @@ class EmbeddedKafka:
         remaining = max(1.0, deadline - time.monotonic())
         asyncio.run(wait_for_broker(CommonSettings(kafka_bootstrap=self.bootstrap), remaining))
 
+    def kill(self) -> None:
+        """SIGKILL the node (a crash: no clean shutdown, no leadership hand-over)."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait(timeout=10)
+
     def stop(self, timeout: float = 10.0) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:
@@ -314,6 +373,117 @@ class EmbeddedKafka:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+def _free_port_not_in(avoid: set[int], host: str) -> int:
+    for _ in range(100):
+        port = free_port(host)
+        if port not in avoid:
+            return port
+    raise BrokerError("no free port on 127.0.0.1")
+
+
+class EmbeddedCluster:
+    """``size`` KRaft nodes on 127.0.0.1, each broker and controller at once, each with
+    its own ports and data directory (``data_dir/node-<id>``).
+
+    Combined nodes, not separate brokers and controllers: three JVMs instead of six
+    on a small shared machine, and a quorum of three controllers survives one node's
+    death as the brokers' replicas do (Kafka recommends separate controllers for big
+    production clusters, where a broker's load must not slow the quorum).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        size: int = 3,
+        *,
+        heap: str = "384m",
+        first_port: int = 0,
+        cache_dir: Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if size < 1:
+            raise BrokerError(f"a cluster needs at least one broker, not {size}")
+        self.data_dir = data_dir
+        self.size = size
+        self.host = host
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cid_file = data_dir / "cluster.id"
+        if not cid_file.exists():
+            cid_file.write_text(_cluster_id(), encoding="utf-8")
+        cluster_id = cid_file.read_text(encoding="utf-8").strip()
+        self.nodes = [
+            EmbeddedKafka(
+                data_dir / f"node-{i}",
+                port=first_port + i - 1 if first_port else 0,
+                heap=heap,
+                cache_dir=cache_dir,
+                host=host,
+                node_id=i,
+                cluster_id=cluster_id,
+                cluster_size=size,
+            )
+            for i in range(1, size + 1)
+        ]
+        taken: set[int] = set()
+        for node in self.nodes:
+            node.choose_ports(taken)
+            taken |= {node.port, node.controller_port}
+        voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in self.nodes)
+        for node in self.nodes:
+            node.voters = voters
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> EmbeddedKafka:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> None:
+        install(self.nodes[0].cache_dir)
+        for node in self.nodes:
+            node.start()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until every node answers and the cluster counts all its brokers."""
+        import asyncio
+
+        from services.common.kafka import wait_for_brokers
+        from services.common.settings import CommonSettings
+
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+        # Each broker has its own copy of the metadata: ask every one, or a topic
+        # created through a broker that has not yet seen the others gets fewer copies.
+        for node in self.nodes:
+            asyncio.run(
+                wait_for_brokers(
+                    CommonSettings(kafka_bootstrap=node.bootstrap),
+                    self.size,
+                    max(1.0, deadline - time.monotonic()),
+                )
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every node at once (one after another, the last ones would wait for a
+        quorum that is gone), then SIGKILL what is left at the deadline."""
+        running = [n for n in self.nodes if n.running()]
+        for node in running:
+            assert node.process is not None
+            try:
+                os.killpg(node.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        for node in running:
+            assert node.process is not None
+            try:
+                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.kill()
 
 
 def tail(path: Path, lines: int = 20) -> str:

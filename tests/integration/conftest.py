@@ -8,6 +8,7 @@ The broker (Apache Kafka 3.9, KRaft) is started once per session on a free
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from services.common.kafka import ensure_topics, make_consumer
 from services.common.settings import CommonSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from services.runtime.broker import free_port, tail
+from services.runtime.broker import EmbeddedCluster, free_port, tail
 from services.runtime.supervisor import wait_http_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +62,29 @@ class Deployment:
             }
         )
         return env
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A replicated cluster of three real Kafka 3.9 KRaft nodes (each broker and
+    controller) on free 127.0.0.1 ports, for the tests of one module (they may kill
+    and restart nodes); every node is stopped by PID at the end."""
+    cluster = EmbeddedCluster(tmp_path_factory.mktemp("cluster"), 3, heap="384m")
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=120)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_deployment(kafka_cluster: EmbeddedCluster) -> Deployment:
+    """A test's own topics on the 3-node cluster (3 copies, min.insync.replicas 2)."""
+    tag = uuid.uuid4().hex[:10]
+    dep = Deployment(kafka_cluster.bootstrap, prefix=f"c{tag}.", app_id=f"agg-{tag}")
+    asyncio.run(ensure_topics(dep.settings(), dep.partitions))
+    return dep
 
 
 @pytest.fixture
@@ -128,12 +152,13 @@ class Worker:
             self.process.wait(timeout=10)
 
 
-@pytest.fixture
-def start_worker(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+@contextlib.contextmanager
+def worker_starter(dep: Deployment, workdir: Path) -> Iterator[Callable[..., Worker]]:
+    """``start(**env)`` starts a worker of ``dep``; every one is killed at the end."""
     workers: list[Worker] = []
 
     def start(wait: bool = True, **extra_env: str) -> Worker:
-        worker = Worker(deployment, tmp_path, extra_env)
+        worker = Worker(dep, workdir, extra_env)
         workers.append(worker)
         if wait:
             worker.wait_ready()
@@ -144,6 +169,12 @@ def start_worker(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..
     finally:
         for worker in workers:
             worker.stop(signal.SIGKILL if worker.process.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture
+def start_worker(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    with worker_starter(deployment, tmp_path) as start:
+        yield start
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
