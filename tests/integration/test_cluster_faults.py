@@ -343,7 +343,9 @@ def test_broker_killed_while_the_changelog_is_written_end_state_exact_then_heals
     layout = _layout(dep, changelog)
     assert all(len(r) == 3 for _, r, _ in layout.values()), f"changelog replicas: {layout}"
     events = _events(24_000, seed=22)
-    stream = Stream(ingest, events[:20_000], 500).start()
+    # Paced (~4,000 events/s for ~5 s): the worker counts as fast as ingest takes
+    # events, so an unpaced stream was often counted whole before the kill.
+    stream = Stream(ingest, events[:20_000], 200, pace=0.1).start()
     try:
         wait_until(
             lambda: _metric(first, "bw_aggregator_events_counted_total{") >= 4_000,
