@@ -73,7 +73,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{prefix}{field.upper()}: {err['msg']}")
+            # A check across fields (loc is empty) names its variables in the message.
+            problems.append(f"{prefix}{field.upper()}: {err['msg']}" if field else err["msg"])
         raise ConfigError(f"invalid {cls.__name__}: " + "; ".join(problems)) from exc
 
 
