@@ -5,11 +5,18 @@
 set -euo pipefail
 
 VERSION=v3.22.0
+# The Kubernetes version helm assumes for lint and template (.Capabilities.KubeVersion):
+# that of its client-go (v0.37.0 -> 1.37), as helm's own Makefile sets it. Without it a
+# `go install` build says v1.20 and refuses charts that need newer APIs.
+K8S_MAJOR=1
+K8S_MINOR=37
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/.tools/bin"
 HELM="$BIN/helm"
+STAMP="$BIN/.helm-$VERSION-k8s$K8S_MAJOR.$K8S_MINOR"
 
-if [ -x "$HELM" ] && [ "$("$HELM" version --template '{{.Version}}' 2>/dev/null)" = "$VERSION" ]; then
+if [ -x "$HELM" ] && [ -e "$STAMP" ] \
+  && [ "$("$HELM" version --template '{{.Version}}' 2>/dev/null)" = "$VERSION" ]; then
   exit 0
 fi
 if ! command -v go >/dev/null 2>&1; then
@@ -21,8 +28,14 @@ fi
 mkdir -p "$BIN"
 echo "borderwatch: building helm $VERSION from the Go module proxy into .tools/bin (once; takes minutes)" >&2
 start=$(date +%s)
-# The version string is set as helm's own release build sets it (its Makefile's LDFLAGS).
-GOBIN="$BIN" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$VERSION" \
+# Version strings set as helm's own release build sets them (its Makefile's LDFLAGS).
+LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$VERSION"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  LDFLAGS+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=$K8S_MAJOR"
+  LDFLAGS+=" -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$K8S_MINOR"
+done
+rm -f "$BIN"/.helm-*
+GOBIN="$BIN" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -trimpath -ldflags "$LDFLAGS" \
   "helm.sh/helm/v3/cmd/helm@$VERSION"
+touch "$STAMP"
 echo "borderwatch: helm $VERSION built in $(( $(date +%s) - start ))s: $("$HELM" version --short)" >&2
