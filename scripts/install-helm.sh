@@ -21,7 +21,7 @@ if [ -x "$HELM" ] && [ -e "$STAMP" ] \
 fi
 if ! command -v go >/dev/null 2>&1; then
   echo "borderwatch: go is not installed; the chart tests need helm built with it" >&2
-  echo "  install Go (https://go.dev/doc/install, or Debian's golang-go >= 1.24), then make helm" >&2
+  echo "  install Go (Debian: golang-go >= 1.24), then run make install again" >&2
   exit 1
 fi
 
