@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings
 from services.aggregator.rules import load_rules
 from services.aggregator.settings import AggregatorSettings
 from services.api.settings import UVICORN_FLAGS, ApiSettings
+from services.common.auth import list_tokens
 from services.common.catalogue import Catalogue
 from services.common.settings import load_settings
 from services.ingest.settings import IngestSettings
@@ -311,6 +312,9 @@ def test_the_environment_builds_valid_settings_with_the_mounted_files(
         assert len(Catalogue.load(settings.sections_file)) > 5
         if isinstance(settings, AggregatorSettings) and component == "aggregator":
             assert load_rules(settings.rules_file)
+        if component in ("ingest", "api") and values == "default":
+            # The chart's tokens file is one the services read (no tokens yet: NOTES say so).
+            assert list_tokens(settings.tokens_file) == []  # type: ignore[attr-defined]
 
 
 def test_external_kafka_over_sasl_ssl_reaches_every_workload(production: Objects) -> None:
