@@ -11,9 +11,11 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
 
 # The lock files (pip-compile, every pin with its hashes): dev.txt = runtime + dev tools,
-# runtime.txt = what deploy/Dockerfile installs, the same versions. `make lock` refreshes them.
+# runtime.txt = what deploy/Dockerfile installs, build.txt = what builds the project
+# there (setuptools, wheel), the same versions as dev.txt. `make lock` refreshes them.
 LOCK := requirements/dev.txt
 RUNTIME_LOCK := requirements/runtime.txt
+BUILD_LOCK := requirements/build.txt
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -60,6 +62,8 @@ audit: $(STAMP) ## pip-audit the lock file's pins, npm audit vendored front-end 
 lock: $(STAMP) ## refresh requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade for newest)
 	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o $(LOCK) pyproject.toml
 	$(BIN)/pip-compile $(LOCK_FLAGS) -c $(LOCK) -o $(RUNTIME_LOCK) pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) -c $(LOCK) --only-build-deps --build-deps-for wheel \
+		-o $(BUILD_LOCK) pyproject.toml
 
 dashboards: $(STAMP) ## regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json)
 	$(BIN)/borderwatch grafana export

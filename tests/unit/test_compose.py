@@ -217,10 +217,15 @@ def test_dockerfile_runs_slim_python_as_non_root() -> None:
     assert froms and froms[-1] == "python:3.11-slim", froms
     # Dependencies from the runtime lock file with hashes, then the project with none of its own.
     assert re.search(
-        r"^RUN pip install --require-hashes --no-deps -r requirements/runtime\.txt$", text, re.M
+        r"^COPY requirements/runtime\.txt requirements/build\.txt \./requirements/$", text, re.M
     )
-    assert re.search(r"^COPY requirements/runtime\.txt \./requirements/runtime\.txt$", text, re.M)
-    assert re.search(r"^RUN pip install --no-deps \.$", text, re.M)
+    for lock in ("runtime", "build"):
+        assert re.search(
+            rf"pip install --require-hashes --no-deps -r requirements/{lock}\.txt( \\)?$",
+            text,
+            re.M,
+        ), lock
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation \.$", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0"), "the runtime image must not run as root"
 

@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 DEV_LOCK = ROOT / "requirements" / "dev.txt"
 RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
+BUILD_LOCK = ROOT / "requirements" / "build.txt"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 # A pin and its hashes, as pip-compile --generate-hashes writes them.
@@ -102,6 +103,17 @@ def test_the_runtime_lock_is_the_dev_lock_without_the_dev_tools(
         assert tool in dev_lock and tool not in runtime_lock, tool
 
 
+def test_the_build_lock_pins_the_build_system_as_dev_does(dev_lock: Lock) -> None:
+    """The image builds the project with these (--no-build-isolation), so they are locked."""
+    build = _parse(BUILD_LOCK)
+    for raw in PYPROJECT["build-system"]["requires"]:
+        req = Requirement(raw)
+        name = canonicalize_name(req.name)
+        assert name in build, f"build-system requirement {req} not in requirements/build.txt"
+        assert req.specifier.contains(build[name][0]), (req, build[name][0])
+    assert all(dev_lock.get(name) == pin for name, pin in build.items()), "build.txt vs dev.txt"
+
+
 def _closure(roots: list[Requirement]) -> dict[str, str]:
     """Every distribution that ``roots`` need (extras included), from the installed metadata."""
     seen: dict[str, str] = {}
@@ -158,11 +170,12 @@ def test_install_paths_use_the_locks_with_hashes() -> None:
     assert "pip install -q --no-deps --no-build-isolation -e ." in recipe
     assert not re.search(r"pip install (?!.*(--require-hashes|--no-deps))", recipe), recipe
     # `make lock` writes both files with the flags their headers record.
-    for path in (DEV_LOCK, RUNTIME_LOCK):
+    for path in (DEV_LOCK, RUNTIME_LOCK, BUILD_LOCK):
         header = path.read_text(encoding="utf-8").splitlines()[4]
         for flag in ("--generate-hashes", "--allow-unsafe", "--strip-extras"):
             assert flag in header, (path.name, flag)
-    assert "--constraint=requirements/dev.txt" in RUNTIME_LOCK.read_text("utf-8")
+    for path in (RUNTIME_LOCK, BUILD_LOCK):
+        assert "--constraint=requirements/dev.txt" in path.read_text("utf-8"), path.name
     # CI runs `make test`, which installs through $(STAMP).
     assert re.search(r"^test: install\b", makefile, re.M)
     assert re.search(r"^install: \$\(STAMP\)", makefile, re.M)
