@@ -10,13 +10,23 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The lock files (pip-compile, every pin with its hashes): dev.txt = runtime + dev tools,
+# runtime.txt = what deploy/Dockerfile installs, build.txt = what builds the project
+# there (setuptools, wheel), the same versions as dev.txt. `make lock` refreshes them.
+LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements/runtime.txt
+BUILD_LOCK := requirements/build.txt
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# Exactly the locked pins, hashes checked; then the project itself, editable, with no
+	@# resolution of its own and built by the locked setuptools (no unpinned build env).
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install borderwatch, its dev tools and the Kafka jars
+install: $(STAMP) ## create .venv from the lock file, install borderwatch, its test tools and the Kafka jars
 	$(BIN)/borderwatch broker install
 	@# Test-only npm packages, pinned, installed together (a second --no-save install would
 	@# prune the first): the official AsyncAPI JSON Schemas for the contract test and
@@ -38,7 +48,10 @@ system-deps: ## Debian packages the tests need (chromium, promtool, alertmanager
 run: install ## start the whole system on the embedded broker, with demo data
 	$(BIN)/borderwatch up --demo
 
-test: install system-deps ## run the whole test suite (unit, integration on real Kafka, e2e, smoke)
+helm: ## helm for the chart tests, built from the Go module proxy (once; skipped when present)
+	./scripts/install-helm.sh
+
+test: install helm system-deps ## run the whole test suite (unit, integration on real Kafka, e2e, smoke)
 	$(BIN)/pytest
 
 unit: install ## unit tests only (no network)
@@ -54,8 +67,14 @@ typecheck: $(STAMP) ## mypy --strict on schemas/ and services/
 schemas: $(STAMP) ## re-export the JSON Schema files from the models
 	$(BIN)/borderwatch schemas export
 
-audit: $(STAMP) ## pip-audit the installed pins, npm audit vendored front-end packages (says so if no service is reachable)
+audit: $(STAMP) ## pip-audit the lock file's pins, npm audit vendored front-end packages (says so if no service is reachable)
 	$(BIN)/python scripts/audit.py $(AUDIT_FLAGS)
+
+lock: $(STAMP) ## refresh requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade for newest)
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o $(LOCK) pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) -c $(LOCK) -o $(RUNTIME_LOCK) pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) -c $(LOCK) --only-build-deps --build-deps-for wheel \
+		-o $(BUILD_LOCK) pyproject.toml
 
 dashboards: $(STAMP) ## regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json)
 	$(BIN)/borderwatch grafana export
@@ -67,4 +86,4 @@ bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.metrics
 
-.PHONY: help install vendor screenshot system-deps run test unit lint typecheck schemas audit dashboards bench
+.PHONY: help install helm vendor screenshot system-deps run test unit lint typecheck schemas audit lock dashboards bench

@@ -1,11 +1,15 @@
-"""Dependency audit (``make audit``): pip-audit over the pinned requirements, npm audit
+"""Dependency audit (``make audit``): pip-audit over the lock file's pins, npm audit
 over vendored front-end packages.
 
-    python scripts/audit.py [-r requirements.txt] [--strict]
+    python scripts/audit.py [-r requirements/dev.txt] [--installed] [--strict]
 
-Without ``-r`` it audits exactly what is installed in this environment
-(``pip freeze --exclude-editable``, written to ``.tools/audit/requirements.txt``).
-It first checks, with a 5 s timeout each, which vulnerability service answers:
+Without ``-r`` it audits the lock file ``requirements/dev.txt`` (every runtime and
+dev pin; ``requirements/runtime.txt``, what the image installs, is a subset with
+the same versions), as pinned and hashed there, with no resolution of its own
+(``--no-deps --disable-pip``): what ``make install`` and the Dockerfile install,
+not whatever this environment happens to hold. ``--installed`` audits this
+environment instead (``pip freeze --exclude-editable``, written to
+``.tools/audit/requirements.txt``). It first checks, with a 5 s timeout each, which vulnerability service answers:
 an OSV API (``BW_AUDIT_OSV_URL``, default https://api.osv.dev: point it at an
 internal OSV mirror on an air-gapped network) or PyPI's per-release JSON API.
 If none does, it says so and exits 0 having audited nothing (``--strict``: exit
@@ -29,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / ".tools" / "audit"
+LOCK = REPO / "requirements" / "dev.txt"
 OSV_URL = os.environ.get("BW_AUDIT_OSV_URL", "https://api.osv.dev").rstrip("/")
 PYPI_URL = os.environ.get("BW_AUDIT_PYPI_URL", "https://pypi.org").rstrip("/")
 PROBE_TIMEOUT = 5.0
@@ -95,7 +100,7 @@ def pip_audit(requirements: Path, service: list[str]) -> int:
         exe,
         "-r",
         str(requirements),
-        "--no-deps",  # the file pins everything already
+        "--no-deps",  # the file pins everything already: audit those pins, resolve nothing
         "--disable-pip",
         "--progress-spinner",
         "off",
@@ -143,12 +148,22 @@ def npm_audit() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-r", "--requirements", type=Path, help="pinned requirements file")
+    parser.add_argument(
+        "-r",
+        "--requirements",
+        type=Path,
+        help=f"pinned requirements file (default: the lock file {LOCK.relative_to(REPO)})",
+    )
+    parser.add_argument(
+        "--installed", action="store_true", help="audit this environment (pip freeze) instead"
+    )
     parser.add_argument(
         "--strict", action="store_true", help="exit 3 when no vulnerability service answers"
     )
     args = parser.parse_args(argv)
-    requirements = args.requirements or frozen_requirements()
+    if args.installed and args.requirements:
+        parser.error("give -r FILE or --installed, not both")
+    requirements = frozen_requirements() if args.installed else (args.requirements or LOCK)
     if not requirements.is_file():
         _say(f"-r {requirements}: no such file")
         return 2

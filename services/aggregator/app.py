@@ -8,7 +8,6 @@ at this entry point, and plain values are passed below. Agents live in
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import faust.transport.drivers.aiokafka as faust_aiokafka
 import mode.loop
 
 from services.aggregator import bulk, durable
+from services.aggregator.credentials import broker_credentials
 from services.aggregator.settings import AggregatorSettings
 from services.common.settings import load_settings
 from services.common.topics import Topics
@@ -27,28 +27,6 @@ for _name in ("BROKER_URL", "STORE_URL", "CACHE_URL", "WEB_URL", "APP_DEBUG", "D
 
 settings = load_settings(AggregatorSettings)
 topics = Topics(settings.topic_prefix)
-
-
-def _broker_credentials(s: AggregatorSettings) -> object | None:
-    if s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        context = None
-        if s.kafka_security_protocol == "SASL_SSL":
-            context = ssl.create_default_context(
-                cafile=str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None
-            )
-        return faust.SASLCredentials(
-            username=s.kafka_sasl_username,
-            password=s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None,
-            mechanism=s.kafka_sasl_mechanism or "PLAIN",
-            ssl_context=context,
-        )
-    if s.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(
-            ssl.create_default_context(
-                cafile=str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None
-            )
-        )
-    return None
 
 
 settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +66,7 @@ faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[m
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
-    broker_credentials=_broker_credentials(settings),
+    broker_credentials=broker_credentials(settings),
     store="memory://",
     key_serializer="raw",
     value_serializer="raw",

@@ -28,6 +28,15 @@ alert as firing just after another replica resolved it; it re-sends the
 resolve itself as soon as it catches up (normally within milliseconds, well
 inside Alertmanager's ``group_wait``).
 
+Credentials: basic auth (``BW_ALERTMANAGER_USERNAME``/``_PASSWORD``, what
+Alertmanager's own ``--web.config.file`` checks) or a bearer token
+(``BW_ALERTMANAGER_BEARER_TOKEN``, for a proxy in front of it), and
+``BW_ALERTMANAGER_CA_FILE`` for an https Alertmanager whose certificate a
+private CA signed. Secrets stay ``SecretStr`` until the request is built and
+are never logged. A refusal of the credentials (401/403) is logged once per
+outage with the variables to check, counted as ``outcome="unauthorized"``, and
+retried like an outage (resolves kept): fixing the secret and restarting heals it.
+
 Nothing here blocks the API or the feeds: the Kafka reader's callback only
 maps the transition and puts it on a bounded queue (full: dropped and counted;
 firing alerts come back with the next re-send, resolved ones are kept for it),
@@ -42,15 +51,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from prometheus_client import Counter
+from pydantic import SecretStr
 
 from services.api.view import View
 
@@ -58,11 +70,11 @@ log = logging.getLogger(__name__)
 
 PUSHES = Counter(
     "bw_api_alertmanager_pushes_total",
-    "Requests to Alertmanager (ok, error = unreachable or 5xx and retried, "
-    "rejected = 4xx, dropped = queue full)",
+    "Requests to Alertmanager (ok, error = unreachable, TLS failure or 5xx and retried, "
+    "unauthorized = 401/403 and retried, rejected = other 4xx, dropped = queue full)",
     ["outcome"],
 )
-for _outcome in ("ok", "error", "rejected", "dropped"):
+for _outcome in ("ok", "error", "unauthorized", "rejected", "dropped"):
     PUSHES.labels(_outcome)
 
 # Alertmanager keeps a firing alert this many resend intervals past the last push.
@@ -170,6 +182,47 @@ class AlertMapping:
         return resolves, self.active(history, now)
 
 
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer …``, read from the SecretStr only when a request is sent."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + self._token.get_secret_value()
+        yield request
+
+
+class _BasicAuth(httpx.Auth):
+    """Basic auth whose password stays a SecretStr (httpx.BasicAuth keeps it in clear)."""
+
+    def __init__(self, username: str, password: SecretStr) -> None:
+        self._username = username
+        self._password = password
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        auth = httpx.BasicAuth(self._username, self._password.get_secret_value())
+        yield from auth.auth_flow(request)
+
+
+def client_auth(
+    username: str | None, password: SecretStr | None, bearer_token: SecretStr | None
+) -> httpx.Auth | None:
+    """The credentials for Alertmanager requests (settings checked that they are consistent)."""
+    if bearer_token is not None:
+        return BearerAuth(bearer_token)
+    if username is not None and password is not None:
+        return _BasicAuth(username, password)
+    return None
+
+
+def client_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """Verify Alertmanager's certificate against ``ca_file``, else the system's CAs."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
 # What the pusher sends: an Alertmanager alert, and whether it is a resolve
 # (those are kept and re-sent until accepted; firing ones come back every round).
 Outgoing = tuple[AmAlert, bool]
@@ -198,8 +251,15 @@ class AlertmanagerPusher:
         batch_size: int = 500,
         max_pending: int = 10_000,
         transport: httpx.AsyncBaseTransport | None = None,
+        auth: httpx.Auth | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.endpoint = url.rstrip("/") + "/api/v2/alerts"
+        self._auth = auth
+        self._verify = verify
+        self._unauthorized = False
+        if auth is not None and self.endpoint.startswith("http://"):
+            log.warning("credentials for alertmanager at %s go in clear text (http)", self.endpoint)
         self.mapping = AlertMapping(resend_seconds, public_url)
         self._view = view
         self._resend = resend_seconds
@@ -258,7 +318,9 @@ class AlertmanagerPusher:
         if httpx_log.level == logging.NOTSET:
             # httpx logs every request at INFO: one line per replica per resend round.
             httpx_log.setLevel(logging.WARNING)
-        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+        async with httpx.AsyncClient(
+            timeout=self._timeout, transport=self._transport, auth=self._auth, verify=self._verify
+        ) as client:
             self._live = True
             # No await between going live and this snapshot: no transition is missed.
             first: list[Outgoing] | None = self.first_sync(datetime.now(UTC))
@@ -334,9 +396,26 @@ class AlertmanagerPusher:
             for alert, resolves in items:
                 if resolves:
                     self._pending.pop(label_key(alert), None)
-            if self._failing:
-                self._failing = False
+            if self._failing or self._unauthorized:
+                self._failing = self._unauthorized = False
                 log.info("alertmanager at %s reachable again", self.endpoint)
+        elif response.status_code in (401, 403):
+            # Wrong or missing credentials: nothing gets in until they are fixed, so
+            # say so loudly once (not every round), and keep the resolves for then.
+            PUSHES.labels("unauthorized").inc()
+            level = logging.DEBUG if self._unauthorized else logging.ERROR
+            self._unauthorized = True
+            log.log(
+                level,
+                "alertmanager at %s refused our credentials (HTTP %s, %s sent): check "
+                "BW_ALERTMANAGER_USERNAME/BW_ALERTMANAGER_PASSWORD or "
+                "BW_ALERTMANAGER_BEARER_TOKEN; retrying every %gs",
+                self.endpoint,
+                response.status_code,
+                type(self._auth).__name__.lstrip("_") if self._auth else "no credentials",
+                self._resend,
+            )
+            self._keep(items)
         elif response.is_client_error:
             # The same request would be refused again. (Alertmanager stores the
             # valid alerts of a request it refuses in part.)

@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 
-from services.api.alertmanager import AlertmanagerPusher
+from services.api.alertmanager import AlertmanagerPusher, client_auth, client_verify
 from services.api.audit import AuditTrail
 from services.api.audit import router as audit_router
 from services.api.consumer import Source, ViewConsumer
@@ -72,6 +72,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             resend_seconds=settings.alertmanager_resend_seconds,
             timeout=settings.alertmanager_timeout,
             public_url=settings.public_url,
+            auth=client_auth(
+                settings.alertmanager_username,
+                settings.alertmanager_password,
+                settings.alertmanager_bearer_token,
+            ),
+            verify=client_verify(settings.alertmanager_ca_file),
         )
         if settings.alertmanager_url
         else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.settings import HttpServiceSettings
 
@@ -71,13 +73,71 @@ class ApiSettings(HttpServiceSettings):
     alertmanager_timeout: float = Field(
         2.0, gt=0, description="Longest wait for one request to Alertmanager."
     )
+    alertmanager_username: str | None = Field(
+        None, description="Basic-auth user for Alertmanager (its --web.config.file)."
+    )
+    alertmanager_password: SecretStr | None = Field(
+        None, description="Basic-auth password for Alertmanager."
+    )
+    alertmanager_bearer_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for Alertmanager (e.g. behind an authenticating proxy); "
+        "instead of basic auth.",
+    )
+    alertmanager_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signed Alertmanager's https certificate; "
+        "unset = the system's CAs.",
+    )
     public_url: str | None = Field(
         None,
         pattern=r"^https?://\S+$",
         description="This API's public base URL, for links in what it sends elsewhere.",
     )
 
-    @field_validator("alertmanager_url", "public_url", mode="before")
+    @field_validator(
+        "alertmanager_url",
+        "public_url",
+        "alertmanager_username",
+        "alertmanager_password",
+        "alertmanager_bearer_token",
+        "alertmanager_ca_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
+        # An optional Kubernetes secret key that is absent arrives as "".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _alertmanager_credentials(self) -> ApiSettings:
+        basic = self.alertmanager_username is not None or self.alertmanager_password is not None
+        if (self.alertmanager_username is None) != (self.alertmanager_password is None):
+            raise ValueError(
+                "BW_ALERTMANAGER_USERNAME and BW_ALERTMANAGER_PASSWORD: give both or neither"
+            )
+        if basic and self.alertmanager_bearer_token is not None:
+            raise ValueError(
+                "BW_ALERTMANAGER_BEARER_TOKEN: give it or BW_ALERTMANAGER_USERNAME/PASSWORD, "
+                "not both"
+            )
+        wants = [
+            name
+            for name in ("username", "password", "bearer_token", "ca_file")
+            if getattr(self, f"alertmanager_{name}") is not None
+        ]
+        if wants and self.alertmanager_url is None:
+            raise ValueError(
+                f"BW_ALERTMANAGER_{wants[0].upper()} is set but BW_ALERTMANAGER_URL is not: "
+                "nothing would be pushed"
+            )
+        ca = self.alertmanager_ca_file
+        if ca is not None:
+            if not (self.alertmanager_url or "").startswith("https://"):
+                raise ValueError(
+                    "BW_ALERTMANAGER_CA_FILE: needs an https:// BW_ALERTMANAGER_URL, "
+                    f"got {self.alertmanager_url}"
+                )
+            if not ca.is_file():
+                raise ValueError(f"BW_ALERTMANAGER_CA_FILE: no such file {ca}")
+        return self

@@ -26,16 +26,34 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def ssl_context(settings: CommonSettings) -> ssl.SSLContext | None:
+    """The TLS context for the brokers (SSL, SASL_SSL), or None for plain TCP.
+
+    Verifies the brokers' certificates and host names against ``kafka_ssl_cafile``
+    (else the system's CAs), and presents a client certificate for mutual TLS.
+    """
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
+    if settings.kafka_ssl_certfile is not None and settings.kafka_ssl_keyfile is not None:
+        context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile))
+    return context
+
+
 def client_options(settings: CommonSettings) -> dict[str, Any]:
-    """Connection options for every aiokafka client, from the shared settings."""
+    """Connection options for every aiokafka client, from the shared settings.
+
+    The aggregator's Faust app gets the same through ``services.aggregator.credentials``.
+    """
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username

@@ -33,11 +33,25 @@ class CommonSettings(BaseSettings):
         "127.0.0.1:9092",
         description="Kafka bootstrap servers, comma separated (host:port,...).",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every client talks to Kafka (aiokafka and Faust alike)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_* protocols; unset = PLAIN)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols).")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (SASL_* protocols)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) for the brokers' certificates; unset = system CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM) for brokers that require mutual TLS."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="Private key (PEM) of kafka_ssl_certfile."
+    )
     topic_prefix: str = Field(
         "bw.",
         pattern=r"^[A-Za-z0-9._-]{0,100}$",
@@ -71,6 +85,54 @@ class CommonSettings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
         return value
 
+    @field_validator(
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _kafka_empty_is_unset(cls, value: object) -> object:
+        # An optional Kubernetes secret key that is absent arrives as "".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> CommonSettings:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        p = "BW_KAFKA_"
+        if sasl:
+            for name in ("sasl_username", "sasl_password"):
+                if getattr(self, f"kafka_{name}") is None:
+                    raise ValueError(
+                        f"{p}{name.upper()}: needed with {p}SECURITY_PROTOCOL={protocol}"
+                    )
+        for name, needs, what in (
+            ("sasl_mechanism", sasl, "SASL_PLAINTEXT or SASL_SSL"),
+            ("sasl_username", sasl, "SASL_PLAINTEXT or SASL_SSL"),
+            ("sasl_password", sasl, "SASL_PLAINTEXT or SASL_SSL"),
+            ("ssl_cafile", tls, "SSL or SASL_SSL"),
+            ("ssl_certfile", tls, "SSL or SASL_SSL"),
+            ("ssl_keyfile", tls, "SSL or SASL_SSL"),
+        ):
+            if getattr(self, f"kafka_{name}") is not None and not needs:
+                # Silently ignored, it would send in clear what was meant to be protected.
+                raise ValueError(
+                    f"{p}{name.upper()} is set but {p}SECURITY_PROTOCOL={protocol} does not "
+                    f"use it (set {what})"
+                )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError(f"{p}SSL_CERTFILE and {p}SSL_KEYFILE: give both or neither")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, f"kafka_{name}")
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{p}{name.upper()}: no such file {path}")
+        return self
+
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -87,7 +149,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{prefix}{field.upper()}: {err['msg']}")
+            # A check across fields (loc is empty) names its variables in the message.
+            problems.append(f"{prefix}{field.upper()}: {err['msg']}" if field else err["msg"])
         raise ConfigError(f"invalid {cls.__name__}: " + "; ".join(problems)) from exc
 
 

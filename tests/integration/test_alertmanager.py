@@ -9,10 +9,12 @@ aggregator would write them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -21,10 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 
 from services.api.alertmanager import rfc3339
 from services.runtime.broker import free_port, tail
+from services.runtime.tls import ensure_local_tls
 from tests.integration.conftest import Deployment, wait_until
 from tests.integration.test_api import ApiProcess, produce
 
@@ -42,12 +46,33 @@ PUBLIC = "http://bw.example.test"
 
 
 class Alertmanager:
-    def __init__(self, workdir: Path, port: int) -> None:
+    """The real Alertmanager; with ``web_config`` (its --web.config.file: basic auth,
+    TLS), ``credentials`` and ``ca`` are what this test's own requests use."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        web_config: dict[str, Any] | None = None,
+        credentials: tuple[str, str] | None = None,
+        ca: Path | None = None,
+    ) -> None:
         assert BINARY is not None
-        self.url = f"http://127.0.0.1:{port}"
+        scheme = "https" if web_config and "tls_server_config" in web_config else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self._headers = {}
+        if credentials:
+            basic = base64.b64encode(":".join(credentials).encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
+        self._context = ssl.create_default_context(cafile=str(ca)) if ca else None
         (workdir / "am-data").mkdir()
         config = workdir / "alertmanager.yml"
         config.write_text(CONFIG, encoding="utf-8")
+        args = []
+        if web_config is not None:
+            web = workdir / "web.yml"
+            web.write_text(json.dumps(web_config), encoding="utf-8")  # JSON is YAML
+            args.append(f"--web.config.file={web}")
         self.log_path = workdir / "alertmanager.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -58,14 +83,19 @@ class Alertmanager:
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--cluster.listen-address=",
                     "--alerts.gc-interval=1s",
+                    *args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
+    def open(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        req = urllib.request.Request(self.url + path, headers=self._headers | (headers or {}))
+        return urllib.request.urlopen(req, timeout=2, context=self._context)
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+        with self.open(path) as resp:
             return json.loads(resp.read() or b"null")
 
     def wait_ready(self) -> None:
@@ -73,7 +103,7 @@ class Alertmanager:
             if self.process.poll() is not None:
                 raise AssertionError(f"alertmanager exited\n{tail(self.log_path)}")
             try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
+                with self.open("/-/ready") as resp:
                     return bool(resp.status == 200)
             except OSError:
                 return False
@@ -125,14 +155,18 @@ def _pushes(api: ApiProcess, outcome: str) -> float:
     return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
 
 
-@pytest.fixture
-def replicas(deployment: Deployment, tmp_path: Path) -> Iterator[tuple[list[ApiProcess], int]]:
-    """Two API replicas pushing to an Alertmanager port where nothing listens yet."""
+def _need_alertmanager() -> None:
     if BINARY is None:
         pytest.skip(
             "prometheus-alertmanager not on PATH (Debian package `prometheus-alertmanager`; "
             "`make system-deps` installs it)"
         )
+
+
+@pytest.fixture
+def replicas(deployment: Deployment, tmp_path: Path) -> Iterator[tuple[list[ApiProcess], int]]:
+    """Two API replicas pushing to an Alertmanager port where nothing listens yet."""
+    _need_alertmanager()
     am_port = free_port()
     env = {
         "BW_AUTH_ENABLED": "false",
@@ -212,3 +246,147 @@ def test_transitions_reach_alertmanager_from_every_replica_and_heal_after_an_out
         assert am.get("/api/v2/alerts") == []
     finally:
         am.stop()
+
+
+# --- push credentials: basic auth and a private CA --------------------------------
+
+USER = "borderwatch"
+# Made up per run: the test then searches every log for them.
+PASSWORD = "am-pw-" + os.urandom(6).hex()
+WRONG = "am-wrong-" + os.urandom(6).hex()
+
+
+def _basic_auth_users() -> dict[str, Any]:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return {"basic_auth_users": {USER: hashed}}
+
+
+def _secrets_in(*paths: Path) -> list[str]:
+    secrets = [PASSWORD, WRONG]
+    secrets += [base64.b64encode(f"{USER}:{s}".encode()).decode() for s in secrets]
+    found = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{path.name}: {s}" for s in secrets if s in text]
+    return found
+
+
+def _api(deployment: Deployment, tmp_path: Path, **env: str) -> ApiProcess:
+    base = {
+        "BW_AUTH_ENABLED": "false",
+        "BW_ALERTMANAGER_RESEND_SECONDS": "1",
+        "BW_ALERTMANAGER_TIMEOUT": "1",
+        # Every line the API could write: the secrets must be in none.
+        "BW_LOG_LEVEL": "DEBUG",
+    }
+    return ApiProcess(deployment, tmp_path / "tokens.json", tmp_path, **base, **env)
+
+
+def _log_of(api: ApiProcess) -> str:
+    return api.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_pushes_with_the_right_basic_auth_land_and_wrong_ones_are_refused_and_reported(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    _need_alertmanager()
+    port = free_port()
+    am = Alertmanager(tmp_path, port, _basic_auth_users(), credentials=(USER, PASSWORD))
+    apis: list[ApiProcess] = []
+    try:
+        am.wait_ready()
+        # Alertmanager itself refuses anyone without the password.
+        for headers in ({"Authorization": ""}, {"Authorization": "Basic " + "eDp5"}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                am.open("/api/v2/alerts", headers)
+            assert refused.value.code == 401
+        url = f"http://127.0.0.1:{port}"
+        # A replica with the wrong password pushes first and alone: nothing lands.
+        wrong = _api(
+            deployment,
+            tmp_path,
+            BW_ALERTMANAGER_URL=url,
+            BW_ALERTMANAGER_USERNAME=USER,
+            BW_ALERTMANAGER_PASSWORD=WRONG,
+        )
+        apis.append(wrong)
+        wrong.wait_ready()
+        produce(deployment, [], [_transition(1, "firing", "high", datetime.now(UTC).isoformat())])
+        wait_until(lambda: _pushes(wrong, "unauthorized") >= 2, 10, "refusals counted")
+        assert _pushes(wrong, "ok") == 0
+        assert am.active("LV-KRA") == []
+        log = _log_of(wrong)
+        refusals = [
+            line
+            for line in log.splitlines()
+            if "refused our credentials (HTTP 401, BasicAuth sent)" in line
+        ]
+        # Said once at ERROR (the retries only at DEBUG, which this run logs too).
+        assert [" ERROR " in line for line in refusals[:2]] == [True, False], refusals
+        assert "BW_ALERTMANAGER_PASSWORD" in log
+
+        right = _api(
+            deployment,
+            tmp_path,
+            BW_ALERTMANAGER_URL=url,
+            BW_ALERTMANAGER_USERNAME=USER,
+            BW_ALERTMANAGER_PASSWORD=PASSWORD,
+        )
+        apis.append(right)
+        right.wait_ready()
+        wait_until(lambda: am.active("LV-KRA"), 10, "the alert in Alertmanager")
+        assert _pushes(right, "ok") >= 1 and _pushes(right, "unauthorized") == 0
+        [alert] = am.active("LV-KRA")
+        assert alert["labels"]["severity"] == "high"
+    finally:
+        for api in apis:
+            api.stop()
+        am.stop()
+    leaked = _secrets_in(am.log_path, *(api.log_path for api in apis))
+    assert not leaked, leaked
+
+
+def test_https_alertmanager_is_trusted_through_the_ca_file(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Alertmanager serves TLS with a certificate of a local CA (tls_server_config)."""
+    _need_alertmanager()
+    tls = ensure_local_tls(tmp_path / "pki")
+    web = _basic_auth_users() | {
+        "tls_server_config": {"cert_file": str(tls.cert), "key_file": str(tls.key)}
+    }
+    port = free_port()
+    am = Alertmanager(tmp_path, port, web, credentials=(USER, PASSWORD), ca=tls.ca)
+    apis: list[ApiProcess] = []
+    try:
+        am.wait_ready()
+        url = f"https://127.0.0.1:{port}"
+        creds = {"BW_ALERTMANAGER_USERNAME": USER, "BW_ALERTMANAGER_PASSWORD": PASSWORD}
+        untrusting = _api(deployment, tmp_path, BW_ALERTMANAGER_URL=url, **creds)
+        apis.append(untrusting)
+        untrusting.wait_ready()
+        produce(deployment, [], [_transition(1, "firing", "high", datetime.now(UTC).isoformat())])
+        # Without the CA the certificate is not trusted: nothing is sent, it says why.
+        wait_until(lambda: _pushes(untrusting, "error") >= 1, 10, "the TLS failure counted")
+        assert _pushes(untrusting, "ok") == 0
+        untrusting.stop()
+        assert "CERTIFICATE_VERIFY_FAILED" in _log_of(untrusting)
+        assert am.active("LV-KRA") == []
+
+        trusting = _api(
+            deployment,
+            tmp_path,
+            BW_ALERTMANAGER_URL=url,
+            BW_ALERTMANAGER_CA_FILE=str(tls.ca),
+            **creds,
+        )
+        apis.append(trusting)
+        trusting.wait_ready()
+        wait_until(lambda: am.active("LV-KRA"), 10, "the alert in Alertmanager over https")
+        assert _pushes(trusting, "ok") >= 1 and _pushes(trusting, "error") == 0
+    finally:
+        for api in apis:
+            api.stop()
+        am.stop()
+    leaked = _secrets_in(am.log_path, *(api.log_path for api in apis))
+    assert not leaked, leaked

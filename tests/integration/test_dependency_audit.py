@@ -1,16 +1,19 @@
-"""`make audit` (scripts/audit.py): a known-vulnerable pin fails it; with no
-vulnerability service reachable it says so at once instead of hanging.
+"""`make audit` (scripts/audit.py) audits the lock file: a known-vulnerable pin in
+it fails the audit; with no vulnerability service reachable it says so at once
+instead of hanging.
 
-The vulnerable-pin test serves one real advisory (GHSA-x84v-xcm2-53pg,
-CVE-2018-18074, requests < 2.20.0) from an OSV-API endpoint on 127.0.0.1, as an
-internal OSV mirror would (``BW_AUDIT_OSV_URL``): api.osv.dev is not reachable
-from this machine. pip-audit itself runs for real against it.
+The tests serve one real advisory (GHSA-x84v-xcm2-53pg, CVE-2018-18074,
+requests < 2.20.0) from an OSV-API endpoint on 127.0.0.1, as an internal OSV
+mirror would (``BW_AUDIT_OSV_URL``): api.osv.dev is not reachable from this
+machine. pip-audit itself runs for real against it, over the project's lock
+file (``requirements/dev.txt``) or a copy of it with one pin changed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,6 +26,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "audit.py"
+LOCK = REPO / "requirements" / "dev.txt"
+# requests 2.19.0 as a lock file pins it (sha256 of requests-2.19.0-py2.py3-none-any.whl).
+VULNERABLE_PIN = (
+    "requests==2.19.0 \\\n"
+    "    --hash=sha256:421cfc8d9dde7d6aff68196420afd86b88c65d77d8da9cf83f4ecad785d7b9d6\n"
+)
+# One pinned package of a pip-compile lock file: the pin and its --hash lines.
+_PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) \\\n(?:\s+--hash=\S+(?: \\)?\n)+", re.M)
 
 ADVISORY = {
     "schema_version": "1.4.0",
@@ -40,9 +51,12 @@ ADVISORY = {
 
 
 class _Osv(BaseHTTPRequestHandler):
+    queried: set[tuple[str, str]]
+
     def do_POST(self) -> None:
         query = json.loads(self.rfile.read(int(self.headers["content-length"])))
         package, version = query["package"]["name"], query.get("version", "")
+        self.server.queried.add((package.lower(), version))  # type: ignore[attr-defined]
         vulnerable = package == "requests" and tuple(map(int, version.split(".")[:2])) < (2, 20)
         body = json.dumps({"vulns": [ADVISORY]} if vulnerable else {}).encode()
         self.send_response(200)
@@ -55,25 +69,32 @@ class _Osv(BaseHTTPRequestHandler):
         pass
 
 
+class _Mirror(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Osv)
+        self.queried: set[tuple[str, str]] = set()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
 @pytest.fixture
-def osv_mirror() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Osv)
+def osv_mirror() -> Iterator[_Mirror]:
+    server = _Mirror()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
 
 
-def _audit(
-    tmp_path: Path, pins: str, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text(pins, encoding="utf-8")
+def _locked_pins(text: str) -> dict[str, str]:
+    return {m.group(1).lower(): m.group(2) for m in _PIN.finditer(text)}
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "-r", str(requirements), *args],
+        [sys.executable, str(SCRIPT), *args],
         env={**os.environ, **env},
         cwd=REPO,
         capture_output=True,
@@ -83,15 +104,46 @@ def _audit(
     )
 
 
-def test_a_known_vulnerable_pin_fails_the_audit(tmp_path: Path, osv_mirror: str) -> None:
-    env = {"BW_AUDIT_OSV_URL": osv_mirror}
+def _audit(
+    tmp_path: Path, pins: str, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(pins, encoding="utf-8")
+    return _run(env, "-r", str(requirements), *args)
 
-    bad = _audit(tmp_path, "requests==2.19.0\n", env)
-    good = _audit(tmp_path, "requests==2.32.3\n", env)
+
+def test_make_audit_checks_every_pin_of_the_lock_file(osv_mirror: _Mirror) -> None:
+    """No -r: the lock file, each pin at its locked version, and nothing else."""
+    locked = _locked_pins(LOCK.read_text(encoding="utf-8"))
+    assert len(locked) > 50 and "fastapi" in locked and "pip-audit" in locked
+
+    done = _run({"BW_AUDIT_OSV_URL": osv_mirror.url})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"-r {LOCK} --no-deps" in done.stdout
+    assert "no known vulnerabilities" in done.stdout
+    # The script's reachability probe asks for pip 0 first.
+    queried = {(name.replace("_", "-"), v) for name, v in osv_mirror.queried} - {("pip", "0")}
+    expected = {(name.replace("_", "-"), v) for name, v in locked.items()}
+    assert queried == expected, (sorted(expected - queried), sorted(queried - expected))
+
+
+def test_a_known_vulnerable_pin_in_the_lock_file_fails_the_audit(
+    tmp_path: Path, osv_mirror: _Mirror
+) -> None:
+    env = {"BW_AUDIT_OSV_URL": osv_mirror.url}
+    lock = LOCK.read_text(encoding="utf-8")
+    [requests] = [m for m in _PIN.finditer(lock) if m.group(1).lower() == "requests"]
+    # The lock file as `make lock` writes it, with requests pinned below the fix.
+    vulnerable_lock = lock[: requests.start()] + VULNERABLE_PIN + lock[requests.end() :]
+    assert _locked_pins(vulnerable_lock)["requests"] == "2.19.0"
+
+    bad = _audit(tmp_path, vulnerable_lock, env)
+    good = _audit(tmp_path, lock, env)
 
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "CVE-2018-18074" in bad.stdout and "2.20.0" in bad.stdout
-    assert "Found 1 known vulnerability" in bad.stderr
+    assert "Found 1 known vulnerability in 1 package" in bad.stderr
     assert good.returncode == 0, good.stdout + good.stderr
     assert "no known vulnerabilities" in good.stdout
 

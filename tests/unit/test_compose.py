@@ -215,7 +215,17 @@ def test_dockerfile_runs_slim_python_as_non_root() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert froms and froms[-1] == "python:3.11-slim", froms
-    assert re.search(r"^RUN pip install (--no-cache-dir )?\.$", text, re.M)
+    # Dependencies from the runtime lock file with hashes, then the project with none of its own.
+    assert re.search(
+        r"^COPY requirements/runtime\.txt requirements/build\.txt \./requirements/$", text, re.M
+    )
+    for lock in ("runtime", "build"):
+        assert re.search(
+            rf"pip install --require-hashes --no-deps -r requirements/{lock}\.txt( \\)?$",
+            text,
+            re.M,
+        ), lock
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation \.$", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0"), "the runtime image must not run as root"
 

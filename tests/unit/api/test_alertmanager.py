@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
-from services.api.alertmanager import AlertmanagerPusher, AlertMapping
+from services.api.alertmanager import AlertmanagerPusher, AlertMapping, client_auth
+from services.api.settings import ApiSettings
 from services.api.view import View
 from services.common.catalogue import Catalogue
-from services.common.settings import DEFAULT_CONFIG_DIR
+from services.common.errors import ConfigError
+from services.common.settings import DEFAULT_CONFIG_DIR, load_settings
 
 CAT = Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml")
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -304,3 +312,127 @@ async def _wait(predicate: Any, timeout: float = 3.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"timed out after {timeout}s")
+
+
+# --- credentials ------------------------------------------------------------------
+
+
+def _settings(**env: str) -> ApiSettings:
+    return load_settings(ApiSettings, **env)  # type: ignore[arg-type]
+
+
+def test_credentials_settings_are_secret_and_checked(tmp_path: Path) -> None:
+    url = "https://am.test:9093"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    s = _settings(
+        alertmanager_url=url,
+        alertmanager_username="bw",
+        alertmanager_password="s3cret-pw",
+        alertmanager_ca_file=str(ca),
+    )
+    assert isinstance(s.alertmanager_password, SecretStr)
+    assert "s3cret-pw" not in repr(s) and "s3cret-pw" not in str(s.model_dump())
+    bearer = _settings(alertmanager_url=url, alertmanager_bearer_token="tok-123")
+    assert "tok-123" not in repr(bearer)
+    # An absent optional secret key arrives as an empty variable: unset, not "".
+    assert _settings(alertmanager_url=url, alertmanager_password="", alertmanager_username="")
+
+    bad = {
+        "BW_ALERTMANAGER_USERNAME and BW_ALERTMANAGER_PASSWORD: give both or neither": {
+            "alertmanager_url": url,
+            "alertmanager_username": "bw",
+        },
+        "BW_ALERTMANAGER_BEARER_TOKEN: give it or BW_ALERTMANAGER_USERNAME/PASSWORD": {
+            "alertmanager_url": url,
+            "alertmanager_username": "bw",
+            "alertmanager_password": "pw",
+            "alertmanager_bearer_token": "tok",
+        },
+        "BW_ALERTMANAGER_USERNAME is set but BW_ALERTMANAGER_URL is not": {
+            "alertmanager_username": "bw",
+            "alertmanager_password": "pw",
+        },
+        "BW_ALERTMANAGER_CA_FILE: needs an https:// BW_ALERTMANAGER_URL": {
+            "alertmanager_url": "http://am.test:9093",
+            "alertmanager_ca_file": str(ca),
+        },
+        f"BW_ALERTMANAGER_CA_FILE: no such file {tmp_path / 'nope.pem'}": {
+            "alertmanager_url": url,
+            "alertmanager_ca_file": str(tmp_path / "nope.pem"),
+        },
+    }
+    for message, env in bad.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            _settings(**env)
+        assert "pw" not in str(err.value).replace("PASSWORD", ""), err.value
+
+
+def _recording_pusher(
+    view: View, status: int, auth: httpx.Auth | None
+) -> tuple[AlertmanagerPusher, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def am(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, text="Unauthorized\n" if status == 401 else "")
+
+    pusher = AlertmanagerPusher(
+        "https://am.test:9093", view, transport=httpx.MockTransport(am), auth=auth
+    )
+    return pusher, seen
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "bearer", "header"),
+    [
+        ("bw", "s3cret-pw", None, "Basic " + base64.b64encode(b"bw:s3cret-pw").decode()),
+        (None, None, "tok-123", "Bearer tok-123"),
+        (None, None, None, None),
+    ],
+)
+async def test_each_push_carries_the_configured_credentials(
+    username: str | None, password: str | None, bearer: str | None, header: str | None
+) -> None:
+    auth = client_auth(
+        username,
+        SecretStr(password) if password else None,
+        SecretStr(bearer) if bearer else None,
+    )
+    view = View(CAT)
+    pusher, seen = _recording_pusher(view, 200, auth)
+    t = _now(1, "firing", "high")
+    view.apply_alert(t)
+    ready = asyncio.Event()
+    ready.set()
+    task = asyncio.create_task(pusher.run(ready))
+    try:
+        await _wait(lambda: len(seen) == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen[0].headers.get("authorization") == header
+
+
+async def test_refused_credentials_are_logged_once_counted_and_kept_for_a_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    view = View(CAT)
+    auth = client_auth("bw", SecretStr("wrong-pw"), None)
+    pusher, seen = _recording_pusher(view, 401, auth)
+    unauthorized = _count("unauthorized")
+    caplog.set_level(logging.DEBUG)
+    async with httpx.AsyncClient(transport=pusher._transport, auth=auth) as client:
+        t = _now(1, "resolved", "high")
+        resolve = MAPPING.transition([t], datetime.now(UTC))[0][0]
+        for _ in range(3):
+            await pusher.push(client, [(resolve, True)])
+    assert len(seen) == 3 and _count("unauthorized") == unauthorized + 3
+    assert [a["labels"]["severity"] for a in pusher.pending] == ["high"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    message = errors[0].getMessage()
+    assert "refused our credentials (HTTP 401, BasicAuth sent)" in message
+    assert "BW_ALERTMANAGER_PASSWORD" in message
+    assert "wrong-pw" not in caplog.text
+    assert base64.b64encode(b"bw:wrong-pw").decode() not in caplog.text
