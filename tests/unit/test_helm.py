@@ -60,7 +60,9 @@ Objects = list[dict[str, Any]]
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
     if not HELM.is_file():
-        message = "helm is not built: `make helm` (scripts/install-helm.sh) builds it; `make test` does"
+        message = (
+            "helm is not built: `make helm` (scripts/install-helm.sh) builds it; `make test` does"
+        )
         if os.environ.get("CI"):
             pytest.fail(message + "; CI runs make test, whose install must have built it")
         pytest.skip(message)
