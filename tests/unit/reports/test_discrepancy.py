@@ -16,6 +16,7 @@ from services.reports.discrepancy import (
     Tracker,
     disagrees,
     evaluate,
+    field_count,
     field_total,
 )
 
@@ -161,3 +162,27 @@ def test_a_restarted_tracker_takes_up_the_open_episode() -> None:
         fired["alert_id"],
         2,
     )
+
+
+def test_a_gap_in_the_held_hours_refuses_the_period_naming_it() -> None:
+    s = state("PL-KUZ", 1)
+    first = datetime.fromisoformat(s["hourly"][0]["start"])
+    older = {
+        (first - timedelta(hours=h)).timestamp(): {
+            "start": (first - timedelta(hours=h)).isoformat(),
+            "counts": {**dict.fromkeys(KINDS, 0), "crossing_attempt": 3},
+        }
+        for h in range(1, 25)
+        if h != 10  # one hour the assessor never saw
+    }
+    start = NOW - timedelta(hours=48)
+    assert field_count([s], "PL", "crossing_attempt", start, NOW, {"PL-KUZ": older}) == (
+        "PL-KUZ: 1 of the period's 48 hourly buckets are not held "
+        f"(held from {(first - timedelta(hours=24)).isoformat()})"
+    )
+    older[(first - timedelta(hours=10)).timestamp()] = {
+        "start": (first - timedelta(hours=10)).isoformat(),
+        "counts": {"crossing_attempt": 3},
+    }
+    # 24 older hours x 3 + the state's 24 x 1.
+    assert field_count([s], "PL", "crossing_attempt", start, NOW, {"PL-KUZ": older}) == 96
