@@ -271,7 +271,15 @@ class Alert(_Strict):
     alert_id: str = Field(description="Deterministic: `{rule}.{section}.{episode}`.")
     seq: int = Field(ge=1, description="Transition number within this alert.")
     rule: str
-    section_id: SectionId
+    section_id: SectionId = Field(
+        description="The border section of the catalogue the alert is about, or the "
+        "country-level pseudo-section `{country}-ALL` (e.g. `LV-ALL`) for an alert about "
+        "a whole country (rule type `report_discrepancy`: an official figure against the "
+        "sum of the country's sections). A `{country}-ALL` alert belongs to `country` "
+        "like any other of its alerts: country filters, country-scoped tokens and "
+        "Alertmanager's `country` label treat it so.",
+        examples=["LV-KRA", "LV-ALL"],
+    )
     country: CountryCode
     status: AlertStatus
     severity: Severity
