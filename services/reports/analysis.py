@@ -20,7 +20,7 @@ from services.reports.signals import Signal, sentence_signals
 from services.reports.text import normalise, sentences
 
 # Bump when a rule pack or the reading changes, so stored analyses can be told apart.
-EXTRACTOR = "bw-reports/1.0.0"
+EXTRACTOR = "bw-reports/1.1.0"
 MAX_TEXT = 100_000
 MAX_FIGURES = 64
 MAX_SIGNALS = 64
