@@ -492,6 +492,15 @@ class AnalysedFigure(_Strict):
     )
     span: Span | None = Field(None, description="Where the number stands in the text.")
     source: FigureSource
+    not_compared: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None,
+        description="Why this figure is never set against the field counts of its area "
+        "(`report_discrepancy`): its metric is not a field count, its period has no known "
+        "start and end, or it reaches beyond the 7 days (and 2 h grace) of hourly field "
+        "counts the system holds (a month, a year, a cumulative total). Null when its "
+        "period can be compared; whether it is depends on the rules and on the hours the "
+        "assessor holds (a skip for missing hours is logged by the assessor).",
+    )
 
 
 class AnalysedSignal(_Strict):

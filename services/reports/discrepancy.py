@@ -37,6 +37,15 @@ WEEK_TOLERANCE = timedelta(hours=2)
 # The field data the system holds: 7 days of hourly buckets and the grace period.
 HELD = timedelta(days=7, hours=2)
 
+FIELD_METRICS = (
+    "detection",
+    "crossing_attempt",
+    "apprehension",
+    "incident",
+    "military_activity",
+    "humanitarian",
+)
+
 # section id -> {bucket start (epoch seconds) -> hourly point}
 History = Mapping[str, Mapping[float, Mapping[str, Any]]]
 
@@ -101,6 +110,34 @@ class NotCompared:
     reason: str
 
 
+def beyond_held(start: datetime, end: datetime) -> str | None:
+    """Why a period cannot be compared with the field counts whatever is held: it is
+    longer than what the system keeps (None: it may be)."""
+    span = end - start
+    if span > HELD:
+        return (
+            f"the period spans {span / timedelta(days=1):.1f} days, beyond the "
+            f"{HELD / timedelta(days=1):.0f} days of hourly field counts held"
+        )
+    return None
+
+
+def not_comparable(figure: Mapping[str, Any]) -> str | None:
+    """Why an analysed figure can never be compared with the field counts (its metric
+    is not a field count, its period is unknown or longer than what is held), as the
+    analysis records it; None when it can be, given the hours (see :func:`field_count`)."""
+    if figure["metric"] not in FIELD_METRICS:
+        return f"{figure['metric']} is not counted in the field"
+    period = figure["period"]
+    if not period.get("start") or not period.get("end"):
+        return f"the period '{period['label']}' has no known start and end"
+    start, end = period["start"], period["end"]
+    return beyond_held(
+        start if isinstance(start, datetime) else datetime.fromisoformat(start),
+        end if isinstance(end, datetime) else datetime.fromisoformat(end),
+    )
+
+
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
@@ -129,11 +166,9 @@ def field_count(
     bucket of the period must be held, except those after a section's newest one
     when that ends within the hour before ``end``."""
     span = end - start
-    if span > HELD:
-        return (
-            f"the period spans {span / timedelta(days=1):.1f} days, beyond the "
-            f"{HELD / timedelta(days=1):.0f} days of hourly field counts held"
-        )
+    too_long = beyond_held(start, end)
+    if too_long is not None:
+        return too_long
     total = 0
     covered = False
     start_ts, end_ts = start.timestamp(), end.timestamp()
@@ -220,7 +255,7 @@ def evaluate(
         reason: str | None = None
         counted: int | str = 0
         if not period.get("start") or not period.get("end"):
-            reason = f"the period '{period['label']}' has no known start and end"
+            reason = not_comparable(fig)
         else:
             start = datetime.fromisoformat(period["start"])
             end = datetime.fromisoformat(period["end"])

@@ -186,3 +186,19 @@ def test_a_gap_in_the_held_hours_refuses_the_period_naming_it() -> None:
     }
     # 24 older hours x 3 + the state's 24 x 1.
     assert field_count([s], "PL", "crossing_attempt", start, NOW, {"PL-KUZ": older}) == 96
+
+
+def test_the_analysis_says_which_figures_are_never_compared_and_why() -> None:
+    text = (
+        "In the last 24 hours, 57 attempts to cross the border were prevented. "
+        "Since the beginning of the month, 2,310 attempts to cross the border have been "
+        "recorded. An additional 200 soldiers will be deployed to support the border guards. "
+        "Border guards detained 4 people."
+    )
+    figures = {f["value"]: f for f in report(text, "en")["figures"]}
+    assert figures[57]["not_compared"] is None
+    assert figures[2310]["not_compared"] == (
+        "the period spans 22.5 days, beyond the 7 days of hourly field counts held"
+    )
+    assert figures[200]["not_compared"] == "personnel_deployed is not counted in the field"
+    assert figures[4]["not_compared"] == "the period 'unknown' has no known start and end"
