@@ -159,6 +159,11 @@ def _entries(raw: Any, where: str) -> dict[str, TokenEntry]:
                 f"{at}: field 'countries': expected a list of two-letter country codes "
                 '(e.g. ["LV"]), or no field for every country'
             )
+        if countries and "admin" in entry["scopes"]:
+            raise ConfigError(
+                f"{at}: field 'countries': an 'admin' token sees dead letters and the "
+                "audit trail of every country; it cannot be limited to countries"
+            )
         out[str(entry["id"])] = TokenEntry(
             id=str(entry["id"]),
             hash=str(entry["hash"]),

@@ -263,3 +263,11 @@ def test_a_tokens_file_with_bad_countries_is_refused_naming_the_field(tmp_path: 
     path.write_text(json.dumps([{"id": "a", "hash": "x", "scopes": ["read"], "countries": "LV"}]))
     with pytest.raises(ConfigError, match="entry 1: field 'countries': expected a list"):
         TokenStore.load(path)
+
+
+def test_an_admin_entry_limited_to_countries_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    entry = {"id": "a", "hash": "x", "scopes": ["admin"], "countries": ["LV"]}
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(ConfigError, match="entry 1: field 'countries': an 'admin' token"):
+        TokenStore.load(path)
