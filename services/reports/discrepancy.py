@@ -163,8 +163,9 @@ def field_count(
 
     A bucket counts from when it starts (the current hour is partial; one that
     starts up to half an hour before ``start`` belongs to the period). Every
-    bucket of the period must be held, except those after a section's newest one
-    when that ends within the hour before ``end``."""
+    bucket of the period must be held, except its first (counted when held) and
+    those after a section's newest one when that ends within the hour before
+    ``end``."""
     span = end - start
     too_long = beyond_held(start, end)
     if too_long is not None:
@@ -188,7 +189,12 @@ def field_count(
         if newest + width < end_ts - HOUR.total_seconds():
             missing = len(needed)
         else:
-            missing = sum(1 for t in needed if t <= newest and t not in held)
+            # The period's first bucket counts when held but is not required: a
+            # state's 24 buckets end with the current, partial hour, so a day
+            # published at 09:13 (or 09:00) begins in yesterday's 09:00 bucket,
+            # which the newest state has just left behind (an hour's leniency, as
+            # the comparison always had).
+            missing = sum(1 for t in needed[1:] if t <= newest and t not in held)
         if missing:
             if abs(span - timedelta(days=7)) <= WEEK_TOLERANCE and "counts_7d" in state:
                 updated = datetime.fromisoformat(state["updated_at"])

@@ -202,3 +202,24 @@ def test_the_analysis_says_which_figures_are_never_compared_and_why() -> None:
     )
     assert figures[200]["not_compared"] == "personnel_deployed is not counted in the field"
     assert figures[4]["not_compared"] == "the period 'unknown' has no known start and end"
+
+
+@pytest.mark.parametrize("minute", [0, 13, 29, 31, 59])
+def test_a_day_figure_is_compared_whatever_the_minute_it_was_published(minute: int) -> None:
+    """A state holds 24 buckets up to the current hour; a day published at 09:13 starts
+    inside yesterday's 09:00 bucket, which the state no longer has."""
+    now = NOW + timedelta(minutes=minute)
+    top = now.replace(minute=0)  # the current hour, partial
+    hourly = [
+        {
+            "start": (top - timedelta(hours=23 - i)).isoformat(),
+            "counts": {**dict.fromkeys(KINDS, 0), "crossing_attempt": 2},
+        }
+        for i in range(24)
+    ]
+    s = {"section_id": "LV-KRA", "country": "LV", "hourly": hourly, "updated_at": now.isoformat()}
+    counted = field_count([s], "LV", "crossing_attempt", now - timedelta(hours=24), now)
+    # At 09:00 the period's first bucket (yesterday 09:00) is gone: 23 full hours.
+    # From 09:01 the partial current hour counts too; from 09:31 the period begins
+    # with yesterday's 10:00 bucket, which the state holds.
+    assert counted == 2 * (23 if minute == 0 else 24)

@@ -161,7 +161,7 @@ def test_periods_beyond_the_held_hours_are_skipped_with_the_reason() -> None:
     assert reasons["r-total"][0] == "cumulative" and "beyond the 7 days" in reasons["r-total"][1]
     label, reason = reasons["r-weekend"]
     assert label == "weekend"
-    assert reason.startswith("LV-KRA: 35 of the period's 48 hourly buckets are not held (held from")
+    assert reason.startswith("LV-KRA: 34 of the period's 48 hourly buckets are not held (held from")
 
 
 def test_the_history_is_bounded_to_the_held_window() -> None:
