@@ -271,7 +271,15 @@ class Alert(_Strict):
     alert_id: str = Field(description="Deterministic: `{rule}.{section}.{episode}`.")
     seq: int = Field(ge=1, description="Transition number within this alert.")
     rule: str
-    section_id: SectionId
+    section_id: SectionId = Field(
+        description="The border section of the catalogue the alert is about, or the "
+        "country-level pseudo-section `{country}-ALL` (e.g. `LV-ALL`) for an alert about "
+        "a whole country (rule type `report_discrepancy`: an official figure against the "
+        "sum of the country's sections). A `{country}-ALL` alert belongs to `country` "
+        "like any other of its alerts: country filters, country-scoped tokens and "
+        "Alertmanager's `country` label treat it so.",
+        examples=["LV-KRA", "LV-ALL"],
+    )
     country: CountryCode
     status: AlertStatus
     severity: Severity
@@ -484,6 +492,15 @@ class AnalysedFigure(_Strict):
     )
     span: Span | None = Field(None, description="Where the number stands in the text.")
     source: FigureSource
+    not_compared: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None,
+        description="Why this figure is never set against the field counts of its area "
+        "(`report_discrepancy`): its metric is not a field count, its period has no known "
+        "start and end, or it reaches beyond the 7 days (and 2 h grace) of hourly field "
+        "counts the system holds (a month, a year, a cumulative total). Null when its "
+        "period can be compared; whether it is depends on the rules and on the hours the "
+        "assessor holds (a skip for missing hours is logged by the assessor).",
+    )
 
 
 class AnalysedSignal(_Strict):

@@ -5,7 +5,7 @@ borderwatch up [--demo] [--tls]  start the whole system on the embedded broker
     [--workers N --ingest N --api N]  several processes of each service
 borderwatch broker install       fetch the Kafka jars (once)
 borderwatch topics create        create every topic on BW_KAFKA_BOOTSTRAP
-borderwatch token create --scopes read,ack [--label L] [--expires 30d]
+borderwatch token create --scopes read,ack [--label L] [--expires 30d] [--countries LV]
 borderwatch token list | revoke ID | rotate ID
 borderwatch schemas export [--check]
 """
@@ -534,8 +534,16 @@ def _tokens_path(args: argparse.Namespace) -> Path:
     )
 
 
+def _known_countries() -> list[str]:
+    """The countries of the section catalogue (BW_SECTIONS_FILE or the default one)."""
+    from services.common.catalogue import Catalogue
+
+    return Catalogue.load(load_settings(CommonSettings).sections_file).countries()
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from services.common.auth import (
+        check_countries,
         create_token,
         list_tokens,
         parse_expiry,
@@ -549,7 +557,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         if not args.scopes:
             raise ConfigError("token create: --scopes is required (e.g. --scopes read,ack)")
         scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-        token = create_token(path, scopes, args.label, expires)
+        countries = None
+        if args.countries is not None:
+            countries = check_countries(args.countries.split(","), _known_countries(), scopes)
+        token = create_token(path, scopes, args.label, expires, countries)
         _audit(
             path,
             "token.create",
@@ -558,10 +569,13 @@ def cmd_token(args: argparse.Namespace) -> int:
                 "label": args.label,
                 "scopes": ",".join(sorted(scopes)),
                 "expires_at": expires.isoformat() if expires else None,
+                "countries": ",".join(countries) if countries else None,
             },
         )
         _print(token)
         until = f", expires {expires.isoformat()}" if expires else ""
+        if countries:
+            until += f", only {','.join(countries)}"
         print(
             f"(stored its hash in {path}{until}; the token itself is shown only now)",
             file=sys.stderr,
@@ -574,12 +588,13 @@ def cmd_token(args: argparse.Namespace) -> int:
 
             _print(json.dumps(rows, indent=2))
             return 0
-        head = ("ID", "LABEL", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
+        head = ("ID", "LABEL", "SCOPES", "COUNTRIES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
         table = [head] + [
             (
                 r["id"],
                 r["label"] or "-",
                 ",".join(r["scopes"]),
+                ",".join(r["countries"]) or "all",
                 r["status"],
                 _short(r["created_at"]),
                 _short(r["expires_at"]),
@@ -757,6 +772,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scopes", help="create: comma separated: ingest:field,ingest:report,read,ack,admin"
     )
     token.add_argument("--label", default="", help="create: who or what the token is for")
+    token.add_argument(
+        "--countries",
+        help="create: comma separated country codes (e.g. LV): the token sees and posts "
+        "only these countries' sections, alerts, reports and assessments (default: all)",
+    )
     token.add_argument(
         "--expires",
         help="create, rotate: a duration (90m, 12h, 30d, 2w) or an RFC 3339 date/date-time",

@@ -137,6 +137,11 @@ class Filter:
     # Section states with their 24 hourly buckets (``hourly=true``); without, a
     # state is a sixth of the bytes, which is most of the cost of a feed.
     hourly: bool = False
+    # The countries of a country-scoped token (``token create --countries``); empty:
+    # every country. Unlike ``countries`` (what the client asked for) the client
+    # cannot widen it, and a message of no known country (an ack of an alert the
+    # view has not seen) never passes it.
+    scope: frozenset[str] = frozenset()
 
     def data(self, entry: Entry) -> bytes:
         """The entry's message as this client gets it."""
@@ -145,7 +150,9 @@ class Filter:
     @property
     def plain(self) -> bool:
         """Only message types select: the filter of most clients, checked fastest."""
-        return not (self.sections or self.countries or self.kinds or self.min_severity)
+        return not (
+            self.sections or self.countries or self.kinds or self.min_severity or self.scope
+        )
 
     def accepts(self, entry: Entry) -> bool:
         if entry.type not in self.types:
@@ -155,6 +162,8 @@ class Filter:
         ):
             return False
         if self.countries and entry.country not in self.countries:
+            return False
+        if self.scope and entry.country not in self.scope:
             return False
         if self.min_severity and entry.severity is not None:
             if SEVERITY_ORDER[entry.severity] < SEVERITY_ORDER[self.min_severity]:

@@ -26,7 +26,7 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 
 from schemas.models import KINDS, SEVERITY_ORDER, AckRequest, AlertAck, Kind, Severity
-from services.api import examples
+from services.api import examples, scope
 from services.api.examples import example
 from services.api.feeds import (
     CLOSE_TOO_SLOW,
@@ -82,8 +82,8 @@ def _view(request: Request) -> View:
         }
     ),
 )
-async def whole_picture(request: Request, _: ReadScope) -> dict[str, Any]:
-    return _view(request).picture()
+async def whole_picture(request: Request, principal: ReadScope) -> dict[str, Any]:
+    return scope.picture(principal, _view(request).picture())
 
 
 @router.get(
@@ -92,8 +92,8 @@ async def whole_picture(request: Request, _: ReadScope) -> dict[str, Any]:
     summary="Per-country roll-ups of the sections",
     responses=example([examples.COUNTRY]),
 )
-async def list_countries(request: Request, _: ReadScope) -> list[dict[str, Any]]:
-    return _view(request).countries()
+async def list_countries(request: Request, principal: ReadScope) -> list[dict[str, Any]]:
+    return scope.only(principal, _view(request).countries())
 
 
 @router.get(
@@ -102,8 +102,8 @@ async def list_countries(request: Request, _: ReadScope) -> list[dict[str, Any]]
     summary="Every section with its level and counts",
     responses=example([examples.SECTION]),
 )
-async def list_sections(request: Request, _: ReadScope) -> list[dict[str, Any]]:
-    return _view(request).sections()
+async def list_sections(request: Request, principal: ReadScope) -> list[dict[str, Any]]:
+    return scope.only(principal, _view(request).sections())
 
 
 @router.get(
@@ -119,7 +119,7 @@ async def list_sections(request: Request, _: ReadScope) -> list[dict[str, Any]]:
 async def get_section(
     section_id: str,
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     hours: Annotated[
         int,
         Query(
@@ -132,7 +132,7 @@ async def get_section(
     ] = 24,
 ) -> dict[str, Any]:
     section = _view(request).section(section_id, detail=True, hours=hours)
-    if section is None:
+    if section is None or not scope.sees(principal, section["country"]):
         raise HTTPException(404, detail=f"unknown section {section_id!r}")
     return section
 
@@ -145,7 +145,7 @@ async def get_section(
 )
 async def list_alerts(
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     status: Literal["firing", "resolved"] | None = None,
     section: Annotated[str | None, Query(description="Section id or glob, e.g. LV-*")] = None,
     severity: Annotated[Severity | None, Query(description="Minimum severity")] = None,
@@ -154,15 +154,20 @@ async def list_alerts(
     before: Annotated[datetime | None, Query(description="Updated before (next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _view(request).alert_list(
-        status=status,
-        section=section,
-        limit=limit,
-        severity=severity.value if severity else None,
-        country=country,
-        since=_aware(since),
-        before=_aware(before),
-    )
+    view = _view(request)
+    return scope.only(
+        principal,
+        view.alert_list(
+            status=status,
+            section=section,
+            # A scoped token's page is cut after filtering, so it is never short.
+            limit=view.max_alerts if principal.countries else limit,
+            severity=severity.value if severity else None,
+            country=country,
+            since=_aware(since),
+            before=_aware(before),
+        ),
+    )[:limit]
 
 
 def _aware(value: datetime | None) -> str | None:
@@ -187,9 +192,9 @@ def _aware(value: datetime | None) -> str | None:
         404: {"description": "Unknown alert"},
     },
 )
-async def get_alert(alert_id: str, request: Request, _: ReadScope) -> dict[str, Any]:
+async def get_alert(alert_id: str, request: Request, principal: ReadScope) -> dict[str, Any]:
     detail = _view(request).alert_detail(alert_id)
-    if detail is None:
+    if detail is None or not scope.sees(principal, detail["current"]["country"]):
         raise HTTPException(404, detail=f"unknown alert {alert_id!r}")
     return detail
 
@@ -216,7 +221,7 @@ async def ack_alert(
     principal: Annotated[Principal, Depends(require("ack"))],
 ) -> dict[str, Any]:
     history = _view(request).alert(alert_id)
-    if not history:
+    if not history or not scope.sees(principal, history[-1]["country"]):
         raise HTTPException(404, detail=f"unknown alert {alert_id!r}")
     current = history[-1]
     if current["status"] == "resolved":
@@ -255,22 +260,29 @@ async def ack_alert(
 @router.get("/api/v1/events/recent", tags=["state"], summary="The newest field events")
 async def recent_events(
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     section: Annotated[str | None, Query(description="Section id or glob")] = None,
     kind: Kind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _view(request).recent_events(section, kind.value if kind else None, limit)
+    view = _view(request)
+    if not principal.countries:
+        return view.recent_events(section, kind.value if kind else None, limit)
+    every = view.recent_events(section, kind.value if kind else None, len(view.events) or 1)
+    return scope.only_events(principal, every, limit)
 
 
 @router.get("/api/v1/reports/recent", tags=["state"], summary="The newest report events")
 async def recent_reports(
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
-    return _view(request).recent_reports(country, limit)
+    view = _view(request)
+    if not principal.countries:
+        return view.recent_reports(country, limit)
+    return scope.only(principal, view.recent_reports(country, len(view.reports) or 1))[:limit]
 
 
 @router.get(
@@ -284,11 +296,11 @@ async def recent_reports(
 )
 async def get_report(
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     report_id: Annotated[str, Path(min_length=1, max_length=128)],
 ) -> dict[str, Any]:
     report = _view(request).report(report_id)
-    if report is None:
+    if report is None or not scope.sees(principal, report.get("country")):
         raise HTTPException(404, detail=f"report_id {report_id!r}: not among the recent reports")
     return report
 
@@ -299,8 +311,8 @@ async def get_report(
     summary="The closure-criteria assessment of every country (decision support)",
     responses=example([examples.ASSESSMENT]),
 )
-async def assessments(request: Request, _: ReadScope) -> list[dict[str, Any]]:
-    return _view(request).assessment_list()
+async def assessments(request: Request, principal: ReadScope) -> list[dict[str, Any]]:
+    return scope.only(principal, _view(request).assessment_list())
 
 
 @router.get(
@@ -314,11 +326,11 @@ async def assessments(request: Request, _: ReadScope) -> list[dict[str, Any]]:
 )
 async def country_assessment(
     request: Request,
-    _: ReadScope,
+    principal: ReadScope,
     country: Annotated[str, Path(pattern=r"^[A-Z]{2}$")],
 ) -> dict[str, Any]:
     found = _view(request).assessments.get(country)
-    if found is None:
+    if found is None or not scope.sees(principal, country):
         raise HTTPException(404, detail=f"country {country!r}: no assessment yet")
     return found
 
@@ -341,7 +353,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
-def _feed_filter(query: Any, types: frozenset[str]) -> Filter:
+def _feed_filter(query: Any, types: frozenset[str], principal: Principal) -> Filter:
     severity = query.get("min_severity")
     if severity is not None and severity not in SEVERITY_ORDER:
         raise CursorError(f"min_severity must be one of {', '.join(SEVERITY_ORDER)}")
@@ -359,6 +371,7 @@ def _feed_filter(query: Any, types: frozenset[str]) -> Filter:
         min_severity=severity,
         types=types,
         hourly=hourly in ("true", "1"),
+        scope=scope.allowed(principal),
     )
 
 
@@ -371,6 +384,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
             or any(fnmatch.fnmatchcase(s["section_id"], p) for p in filter_.sections)
         )
         and (not filter_.countries or s["country"] in filter_.countries)
+        and (not filter_.scope or s["country"] in filter_.scope)
     ]
     alerts = [
         a
@@ -380,6 +394,7 @@ def _snapshot(view: View, hub: Hub, type_: str, filter_: Filter) -> bytes:
             or any(fnmatch.fnmatchcase(a["section_id"], p) for p in filter_.sections)
         )
         and (not filter_.countries or a["country"] in filter_.countries)
+        and (not filter_.scope or a["country"] in filter_.scope)
         and (
             not filter_.min_severity
             or SEVERITY_ORDER[a["severity"]] >= SEVERITY_ORDER[filter_.min_severity]
@@ -419,7 +434,7 @@ async def _serve_ws(ws: WebSocket, types: frozenset[str]) -> None:
         await _refuse(ws, subprotocol, CLOSE_TOO_MANY, _too_many(guard))
         return
     try:
-        filter_ = _feed_filter(ws.query_params, types)
+        filter_ = _feed_filter(ws.query_params, types, principal)
         cursor_text = ws.query_params.get("cursor")
         cursor = decode_cursor(cursor_text) if cursor_text else None
     except CursorError as exc:
@@ -547,7 +562,7 @@ async def sse_alerts(
     if not guard.admit(principal):
         raise HTTPException(429, detail=_too_many(guard), headers={"Retry-After": "5"})
     try:
-        filter_ = _feed_filter(request.query_params, ALERT_TYPES)
+        filter_ = _feed_filter(request.query_params, ALERT_TYPES, principal)
         cursor = decode_cursor(last_event_id) if last_event_id else None
     except CursorError as exc:
         raise HTTPException(422, detail=str(exc)) from exc

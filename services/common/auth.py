@@ -47,6 +47,7 @@ from services.common.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 SCOPES = ("ingest:field", "ingest:report", "read", "ack", "admin")
+_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class Principal:
     scopes: frozenset[str]
     label: str = ""
     expires_at: datetime | None = None
+    # The countries whose data this token may see and post (``--countries LV``);
+    # empty: every country. Checked by the routes and feeds that serve or take
+    # per-country data.
+    countries: frozenset[str] = frozenset()
     # The stored hash the token matched: a rotation changes it, so an open feed can
     # tell that its token is no longer the current one. Not a secret, but kept out
     # of reprs and logs anyway.
@@ -73,6 +78,7 @@ class TokenEntry:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     rotated_at: datetime | None = None
+    countries: frozenset[str] = frozenset()
 
     def refusal(self, now: datetime) -> str | None:
         """Why this entry cannot be used at ``now`` (None: it can)."""
@@ -83,7 +89,9 @@ class TokenEntry:
         return None
 
     def principal(self) -> Principal:
-        return Principal(self.id, self.scopes, self.label, self.expires_at, self.hash)
+        return Principal(
+            self.id, self.scopes, self.label, self.expires_at, self.countries, self.hash
+        )
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,19 @@ def _entries(raw: Any, where: str) -> dict[str, TokenEntry]:
             raise ConfigError(
                 f"{at}: field 'scopes': unknown {sorted(bad)}; known: {', '.join(SCOPES)}"
             )
+        countries = entry.get("countries") or []
+        if not isinstance(countries, list) or not all(
+            isinstance(c, str) and _COUNTRY.fullmatch(c) for c in countries
+        ):
+            raise ConfigError(
+                f"{at}: field 'countries': expected a list of two-letter country codes "
+                '(e.g. ["LV"]), or no field for every country'
+            )
+        if countries and "admin" in entry["scopes"]:
+            raise ConfigError(
+                f"{at}: field 'countries': an 'admin' token sees dead letters and the "
+                "audit trail of every country; it cannot be limited to countries"
+            )
         out[str(entry["id"])] = TokenEntry(
             id=str(entry["id"]),
             hash=str(entry["hash"]),
@@ -152,6 +173,7 @@ def _entries(raw: Any, where: str) -> dict[str, TokenEntry]:
             expires_at=_when(entry.get("expires_at"), at, "expires_at"),
             revoked_at=_when(entry.get("revoked_at"), at, "revoked_at"),
             rotated_at=_when(entry.get("rotated_at"), at, "rotated_at"),
+            countries=frozenset(countries),
         )
     return out
 
@@ -392,11 +414,38 @@ def _check_scopes(scopes: list[str]) -> None:
         raise ConfigError(f"--scopes: unknown {sorted(bad)}; choose from {', '.join(SCOPES)}")
 
 
+def check_countries(
+    countries: list[str], known: list[str] | None, scopes: list[str] | None = None
+) -> list[str]:
+    """``--countries``: upper-cased, known to the catalogue (``known``, when given), and
+    not with ``admin`` (dead letters and the audit trail are not per country)."""
+    out = sorted({c.strip().upper() for c in countries if c.strip()})
+    bad = [c for c in out if not _COUNTRY.fullmatch(c) or (known is not None and c not in known)]
+    if not out:
+        raise ConfigError("--countries: give at least one country code (e.g. --countries LV)")
+    if bad:
+        choices = f"; known: {', '.join(known)}" if known is not None else ""
+        raise ConfigError(f"--countries: unknown country code(s) {bad}{choices}")
+    if scopes is not None and "admin" in scopes:
+        raise ConfigError(
+            "--countries: an 'admin' token reads dead letters and the audit trail of "
+            "every country; create the admin token without --countries"
+        )
+    return out
+
+
 def create_token(
-    path: Path, scopes: list[str], label: str = "", expires_at: datetime | None = None
+    path: Path,
+    scopes: list[str],
+    label: str = "",
+    expires_at: datetime | None = None,
+    countries: list[str] | None = None,
 ) -> str:
-    """Create a token with ``scopes``, store its hash in ``path`` and return it."""
+    """Create a token with ``scopes`` (limited to ``countries`` when given), store its
+    hash in ``path`` and return it."""
     _check_scopes(scopes)
+    if countries:
+        countries = check_countries(countries, None, scopes)
     token_id, token = new_token()
     with _locked(path):
         existing = _raw(path)
@@ -410,6 +459,7 @@ def create_token(
                 "label": label,
                 "created_at": datetime.now(UTC).isoformat(),
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                **({"countries": countries} if countries else {}),
             }
         )
         _write_json(path, existing)
@@ -438,8 +488,8 @@ def revoke_token(path: Path, token_id: str) -> dict[str, Any]:
 def rotate_token(
     path: Path, token_id: str, expires_at: datetime | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """A new secret for ``token_id`` (same id, label and scopes: the same identity in
-    the audit trail); the old secret stops working. Returns (new token, entry)."""
+    """A new secret for ``token_id`` (same id, label, scopes and countries: the same
+    identity in the audit trail); the old secret stops working. Returns (new token, entry)."""
     with _locked(path):
         existing = _raw(path)
         entry = _find(existing, token_id, path)
@@ -462,8 +512,8 @@ def rotate_token(
 
 
 def list_tokens(path: Path) -> list[dict[str, Any]]:
-    """Every token's id, label, scopes, created, expires, revoked, last used; never a
-    hash or a secret."""
+    """Every token's id, label, scopes, countries (empty: all), created, expires,
+    revoked, last used; never a hash or a secret."""
     existing = _raw(path)
     side = last_used_path(path)
     try:
@@ -478,6 +528,7 @@ def list_tokens(path: Path) -> list[dict[str, Any]]:
                 "id": raw["id"],
                 "label": raw.get("label") or "",
                 "scopes": sorted(raw["scopes"]),
+                "countries": sorted(entry.countries),
                 "created_at": raw.get("created_at"),
                 "expires_at": raw.get("expires_at"),
                 "revoked_at": raw.get("revoked_at"),

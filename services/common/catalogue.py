@@ -28,6 +28,15 @@ class Section(BaseModel):
     # Field validators (not one model validator) so a config error names the
     # field instead of the whole entry. ``id`` is declared before ``country``,
     # so it is in ``info.data`` here when it was valid.
+    @field_validator("id")
+    @classmethod
+    def _not_country_level(cls, value: str) -> str:
+        if value.endswith("-ALL"):
+            raise ValueError(
+                f"id {value!r}: ids ending in -ALL are reserved for country-level alerts"
+            )
+        return value
+
     @field_validator("country")
     @classmethod
     def _id_prefix(cls, value: str, info: ValidationInfo) -> str:

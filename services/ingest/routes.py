@@ -414,6 +414,7 @@ async def post_field_events(
         settings.future_tolerance_seconds,
         settings.max_age_seconds,
         raw=intake.parsed.array(),
+        countries=principal.countries,
     )
     rejected = _refuse(ingest, intake, FIELD_EVENTS, principal, checked.problems, REJECTED)
     if not checked.valid:
@@ -476,6 +477,7 @@ async def post_reports(
         ingest.sections,
         intake.received_at.timestamp(),
         settings.future_tolerance_seconds,
+        principal.countries,
     )
     rejected = _refuse(ingest, intake, REPORTS, principal, checked.problems, REPORTS_REJECTED)
     if not checked.valid:

@@ -195,6 +195,13 @@ def _item_errors(errors: list[Any]) -> list[tuple[str, str]]:
     return out
 
 
+def outside(countries: Collection[str], country: str) -> str | None:
+    """Why a token limited to ``countries`` (empty: all) may not post for ``country``."""
+    if not countries or country in countries:
+        return None
+    return f"outside this token's countries ({', '.join(sorted(countries))})"
+
+
 def check_events(
     items: list[Any],
     sections: Collection[str],
@@ -202,12 +209,16 @@ def check_events(
     future_tolerance: int,
     max_age: int,
     raw: bytes | None = None,
+    countries: Collection[str] = (),
 ) -> Checked:
     """Split ``items`` into valid field events and explained problems.
 
     Validation is strict JSON validation, as the published JSON Schema says (no
     ``"12"`` for 12, no ``false`` for 0.0). ``raw`` may carry the items as one JSON
-    array (the body itself): validating those bytes directly is the fast path."""
+    array (the body itself): validating those bytes directly is the fast path.
+    ``countries`` limits the sections a country-scoped token may post for; a
+    section outside them is refused before the catalogue is asked, so the answer
+    is the same whether it exists or not."""
     out = Checked()
     try:
         events = _EVENT_LIST.validate_json(
@@ -215,12 +226,23 @@ def check_events(
         )
         valid = list(enumerate(events))
     except ValidationError as exc:
-        valid = _split_invalid(items, exc, sections, out.problems)
+        valid = _split_invalid(items, exc, sections, out.problems, countries)
     latest = now + future_tolerance
     oldest = now - max_age
     for index, event in valid:
         bad = False
-        if event.section_id not in sections:
+        refused = outside(countries, event.section_id[:2])
+        if refused is not None:
+            out.problems.append(
+                Problem(
+                    index,
+                    "section_id",
+                    f"section {event.section_id!r} is {refused}",
+                    str(event.event_id),
+                )
+            )
+            bad = True
+        elif event.section_id not in sections:
             out.problems.append(
                 Problem(
                     index,
@@ -269,7 +291,11 @@ def _validate_each(items: list[Any]) -> tuple[dict[int, list[Any]], list[tuple[i
 
 
 def _split_invalid(
-    items: list[Any], exc: ValidationError, sections: Collection[str], problems: list[Problem]
+    items: list[Any],
+    exc: ValidationError,
+    sections: Collection[str],
+    problems: list[Problem],
+    countries: Collection[str] = (),
 ) -> list[tuple[int, FieldEvent]]:
     """Problems of the items a batch validation refused; the others, validated."""
     raw: dict[int, list[Any]] = defaultdict(list)
@@ -291,16 +317,26 @@ def _split_invalid(
         item = items[index]
         eid = item_id(item)
         section = item.get("section_id") if isinstance(item, dict) else None
-        if isinstance(section, str) and section not in sections:
+        refused = outside(countries, section[:2]) if isinstance(section, str) else None
+        if isinstance(section, str) and refused is not None:
+            problems.append(
+                Problem(index, "section_id", f"section {section[:32]!r} is {refused}", eid)
+            )
+        elif isinstance(section, str) and section not in sections:
             problems.append(Problem(index, "section_id", f"unknown section {section[:32]!r}", eid))
         problems.extend(Problem(index, path, msg, eid) for path, msg in _item_errors(errors))
     return valid
 
 
 def check_reports(
-    items: list[Any], sections: Collection[str], now: float, future_tolerance: int
+    items: list[Any],
+    sections: Collection[str],
+    now: float,
+    future_tolerance: int,
+    countries: Collection[str] = (),
 ) -> CheckedReports:
-    """Split ``items`` into valid report events and explained problems."""
+    """Split ``items`` into valid report events and explained problems (``countries``:
+    those a country-scoped token may post about)."""
     out = CheckedReports()
     for index, item in enumerate(items):
         rid = item_id(item, "report_id")
@@ -313,6 +349,14 @@ def check_reports(
             )
             continue
         bad = False
+        refused = outside(countries, report.country)
+        if refused is not None:
+            out.problems.append(
+                Problem(
+                    index, "country", f"country {report.country!r} is {refused}", rid, "report_id"
+                )
+            )
+            bad = True
         if report.published_at.timestamp() > now + future_tolerance:
             out.problems.append(
                 Problem(
@@ -325,7 +369,19 @@ def check_reports(
             )
             bad = True
         for n, figure in enumerate(report.figures):
-            if figure.section_id is not None and figure.section_id not in sections:
+            refused = outside(countries, figure.section_id[:2]) if figure.section_id else None
+            if figure.section_id is not None and refused is not None:
+                out.problems.append(
+                    Problem(
+                        index,
+                        f"figures.{n}.section_id",
+                        f"section {figure.section_id!r} is {refused}",
+                        rid,
+                        "report_id",
+                    )
+                )
+                bad = True
+            elif figure.section_id is not None and figure.section_id not in sections:
                 out.problems.append(
                     Problem(
                         index,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.reports.discrepancy import not_comparable
 from services.reports.extract import AREAS, Figure, sentence_figures
 from services.reports.language import choose
 from services.reports.packs import LANGUAGES, load_pack
@@ -20,7 +21,7 @@ from services.reports.signals import Signal, sentence_signals
 from services.reports.text import normalise, sentences
 
 # Bump when a rule pack or the reading changes, so stored analyses can be told apart.
-EXTRACTOR = "bw-reports/1.0.0"
+EXTRACTOR = "bw-reports/1.1.0"
 MAX_TEXT = 100_000
 MAX_FIGURES = 64
 MAX_SIGNALS = 64
@@ -138,7 +139,7 @@ def analysis_message(report: dict[str, Any], now: datetime | None = None) -> dic
         language=report.get("language"),
         feed_figures=report.get("figures") or [],
     )
-    return {
+    out = {
         "schema_version": 1,
         "report_id": report["report_id"],
         "country": report["country"],
@@ -147,3 +148,8 @@ def analysis_message(report: dict[str, Any], now: datetime | None = None) -> dic
         "analysed_at": (now or datetime.now(UTC)).isoformat(),
         **result.to_dict(),
     }
+    # Said once, where the operator reads the figure: a month, a year or a cumulative
+    # total is never set against the field counts, which reach back 7 days.
+    for figure in out["figures"]:
+        figure["not_compared"] = not_comparable(figure)
+    return out

@@ -2,20 +2,27 @@
 
 An official figure for a country and period is compared with the sum of the
 field counts of that country's sections over the same period, taken from the
-sections' published states (``bw.section-state``: the last 24 hourly buckets
-and the rolling 7 days). It disagrees when the two differ by more than
+hourly buckets of the sections' published states (``bw.section-state``): each
+state carries its last 24, and the assessor keeps every bucket it has seen for
+``HELD`` (7 days and the 2 h grace, what the aggregator itself holds), so a day,
+weekend, week or ``N days`` figure (N <= 7) is compared hour by hour. It disagrees when the two differ by more than
 ``ratio`` of the larger *and* by at least ``minimum``. A qualifier narrows
 that: "more than 200" only disagrees with fewer in the field, "up to 30" only
 with more, "no attempts" with ``minimum`` or more.
 
-Only periods the states cover are compared (up to 24 h inside the hourly
-series, or the rolling 7 days); anything else is skipped, never guessed.
+Only periods the held buckets cover are compared; a period that reaches
+beyond them (a month, a year, a cumulative total, a week whose first hours the
+assessor has not seen since its restart) is skipped with the reason in a
+:class:`NotCompared`, never compared against a partial count. A 7-day figure
+whose hours are not all held still falls back on the rolling 7 days of a state
+updated when the period ends.
 No Faust import: the plumbing (a worker that reads states and analyses and
 publishes alert transitions) calls :func:`evaluate` and :class:`Tracker`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +34,20 @@ HOUR = timedelta(hours=1)
 # A state's rolling 7 d ends at its update time; a week figure ending within
 # this much of it, and spanning 7 d, is compared with it.
 WEEK_TOLERANCE = timedelta(hours=2)
+# The field data the system holds: 7 days of hourly buckets and the grace period.
+HELD = timedelta(days=7, hours=2)
+
+FIELD_METRICS = (
+    "detection",
+    "crossing_attempt",
+    "apprehension",
+    "incident",
+    "military_activity",
+    "humanitarian",
+)
+
+# section id -> {bucket start (epoch seconds) -> hourly point}
+History = Mapping[str, Mapping[float, Mapping[str, Any]]]
 
 
 class DiscrepancyRule(BaseModel):
@@ -76,38 +97,132 @@ class Comparison:
         )
 
 
-def field_total(
-    states: Iterable[Mapping[str, Any]], country: str, metric: str, start: datetime, end: datetime
-) -> int | None:
-    """Sum of ``metric`` over ``[start, end)`` for the country's sections, or None
-    when the states do not cover that period."""
+@dataclass(frozen=True, slots=True)
+class NotCompared:
+    """An official figure the rule could not compare, and why (kept as evidence)."""
+
+    rule: str
+    country: str
+    metric: str
+    report_id: str
+    figure: int  # its index in the analysis
+    period_label: str
+    reason: str
+
+
+def beyond_held(start: datetime, end: datetime) -> str | None:
+    """Why a period cannot be compared with the field counts whatever is held: it is
+    longer than what the system keeps (None: it may be)."""
+    span = end - start
+    if span > HELD:
+        return (
+            f"the period spans {span / timedelta(days=1):.1f} days, beyond the "
+            f"{HELD / timedelta(days=1):.0f} days of hourly field counts held"
+        )
+    return None
+
+
+def not_comparable(figure: Mapping[str, Any]) -> str | None:
+    """Why an analysed figure can never be compared with the field counts (its metric
+    is not a field count, its period is unknown or longer than what is held), as the
+    analysis records it; None when it can be, given the hours (see :func:`field_count`)."""
+    if figure["metric"] not in FIELD_METRICS:
+        return f"{figure['metric']} is not counted in the field"
+    period = figure["period"]
+    if not period.get("start") or not period.get("end"):
+        return f"the period '{period['label']}' has no known start and end"
+    start, end = period["start"], period["end"]
+    return beyond_held(
+        start if isinstance(start, datetime) else datetime.fromisoformat(start),
+        end if isinstance(end, datetime) else datetime.fromisoformat(end),
+    )
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _width(hourly: list[Mapping[str, Any]]) -> float:
+    if len(hourly) >= 2:
+        width = _ts(hourly[-1]["start"]) - _ts(hourly[-2]["start"])
+        if width > 0:
+            return width
+    return HOUR.total_seconds()
+
+
+def field_count(
+    states: Iterable[Mapping[str, Any]],
+    country: str,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    history: History | None = None,
+) -> int | str:
+    """Sum of ``metric`` over ``[start, end)`` for the country's sections, from their
+    hourly buckets (the states' own and ``history``), or why it cannot be had.
+
+    A bucket counts from when it starts (the current hour is partial; one that
+    starts up to half an hour before ``start`` belongs to the period). Every
+    bucket of the period must be held, except its first (counted when held) and
+    those after a section's newest one when that ends within the hour before
+    ``end``."""
+    span = end - start
+    too_long = beyond_held(start, end)
+    if too_long is not None:
+        return too_long
     total = 0
     covered = False
-    span = end - start
+    start_ts, end_ts = start.timestamp(), end.timestamp()
     for state in states:
         if state.get("country") != country:
             continue
-        hourly = state.get("hourly") or []
-        if span <= timedelta(hours=24) + HOUR and hourly:
-            first = datetime.fromisoformat(hourly[0]["start"])
-            last_end = datetime.fromisoformat(hourly[-1]["start"]) + HOUR
-            if first > start + HOUR or last_end < end - HOUR:
-                return None
-            for point in hourly:
-                bucket = datetime.fromisoformat(point["start"])
-                # The current hour is partial: a bucket counts from when it starts.
-                if start - HOUR / 2 <= bucket < end:
-                    total += int(point["counts"].get(metric, 0))
-            covered = True
-        elif abs(span - timedelta(days=7)) <= WEEK_TOLERANCE:
-            updated = datetime.fromisoformat(state["updated_at"])
-            if abs(updated - end) > WEEK_TOLERANCE:
-                return None
-            total += int(state["counts_7d"].get(metric, 0))
-            covered = True
+        sid = str(state.get("section_id", "?"))
+        hourly = list(state.get("hourly") or [])
+        held: dict[float, Mapping[str, Any]] = dict((history or {}).get(sid, {}))
+        held.update((_ts(p["start"]), p) for p in hourly)
+        if not held:
+            return f"{sid}: no hourly field counts held"
+        width = _width(hourly)
+        newest = max(held)
+        first = math.ceil((start_ts - width / 2) / width) * width
+        needed = [first + i * width for i in range(max(0, math.ceil((end_ts - first) / width)))]
+        if newest + width < end_ts - HOUR.total_seconds():
+            missing = len(needed)
         else:
-            return None
-    return total if covered else None
+            # The period's first bucket counts when held but is not required: a
+            # state's 24 buckets end with the current, partial hour, so a day
+            # published at 09:13 (or 09:00) begins in yesterday's 09:00 bucket,
+            # which the newest state has just left behind (an hour's leniency, as
+            # the comparison always had).
+            missing = sum(1 for t in needed[1:] if t <= newest and t not in held)
+        if missing:
+            if abs(span - timedelta(days=7)) <= WEEK_TOLERANCE and "counts_7d" in state:
+                updated = datetime.fromisoformat(state["updated_at"])
+                if abs(updated - end) <= WEEK_TOLERANCE:
+                    total += int(state["counts_7d"].get(metric, 0))
+                    covered = True
+                    continue
+            since = datetime.fromtimestamp(min(held), start.tzinfo).isoformat()
+            return (
+                f"{sid}: {missing} of the period's {len(needed)} hourly buckets are not "
+                f"held (held from {since})"
+            )
+        total += sum(int(held[t]["counts"].get(metric, 0)) for t in needed if t in held)
+        covered = True
+    return total if covered else f"no section state of {country} yet"
+
+
+def field_total(
+    states: Iterable[Mapping[str, Any]],
+    country: str,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    history: History | None = None,
+) -> int | None:
+    """:func:`field_count`, None when the period is not covered."""
+    counted = field_count(states, country, metric, start, end, history)
+    return counted if isinstance(counted, int) else None
 
 
 def disagrees(rule: DiscrepancyRule, official: int, qualifier: str, field_count: int) -> bool:
@@ -128,25 +243,46 @@ def evaluate(
     analysis: Mapping[str, Any],
     states: Iterable[Mapping[str, Any]],
     now: datetime,
+    history: History | None = None,
+    skipped: list[NotCompared] | None = None,
 ) -> list[Comparison]:
-    """The comparisons one report analysis allows under ``rule``."""
+    """The comparisons one report analysis allows under ``rule``; each figure of the
+    rule's metric and countries that cannot be compared goes to ``skipped`` with its
+    reason (figures past ``max_age_hours`` are simply too old, and not listed)."""
     if analysis.get("source_type") not in rule.source_types:
         return []
     states = list(states)
     out = []
-    for fig in analysis.get("figures", []):
+    for index, fig in enumerate(analysis.get("figures", [])):
         area, metric = fig["area"], fig["metric"]
         period = fig["period"]
         if area not in rule.countries or metric != rule.metric:
             continue
+        reason: str | None = None
+        counted: int | str = 0
         if not period.get("start") or not period.get("end"):
-            continue
-        start = datetime.fromisoformat(period["start"])
-        end = datetime.fromisoformat(period["end"])
-        if now - end > timedelta(hours=rule.max_age_hours):
-            continue
-        counted = field_total(states, area, metric, start, end)
-        if counted is None:
+            reason = not_comparable(fig)
+        else:
+            start = datetime.fromisoformat(period["start"])
+            end = datetime.fromisoformat(period["end"])
+            if now - end > timedelta(hours=rule.max_age_hours):
+                continue
+            counted = field_count(states, area, metric, start, end, history)
+            if isinstance(counted, str):
+                reason = counted
+        if reason is not None or isinstance(counted, str):
+            if skipped is not None:
+                skipped.append(
+                    NotCompared(
+                        rule.id,
+                        area,
+                        metric,
+                        str(analysis["report_id"]),
+                        index,
+                        str(period["label"]),
+                        reason or str(counted),
+                    )
+                )
             continue
         out.append(
             Comparison(
@@ -180,8 +316,10 @@ class Tracker:
 
     The newest comparison decides: a disagreement opens (or updates) an
     episode, an agreement resolves it. Transitions are plain dicts shaped like
-    :class:`schemas.models.Alert`; the country-level alert uses the section id
-    ``{country}-ALL`` (the Alert contract requires one).
+    :class:`schemas.models.Alert`; the country-level alert uses the
+    pseudo-section id ``{country}-ALL`` (see ``schemas.models.Alert``): its
+    ``country`` is that country, so the API, the feeds, country-scoped tokens and
+    Alertmanager treat it as that country's.
     """
 
     severity: dict[str, str]

@@ -101,6 +101,7 @@ def _resolve_hit(pack: Pack, hit: _PeriodHit, published_at: datetime, area: str)
             label = "day"
         return resolve("rolling_days", label, published_at, area, days=days)
     year = groups.get("year")
+    day = groups.get("day")
     return resolve(
         hit.rule.anchor,
         hit.rule.label,
@@ -110,6 +111,7 @@ def _resolve_hit(pack: Pack, hit: _PeriodHit, published_at: datetime, area: str)
         days=days,
         month=_month_number(pack, groups.get("month")),
         year=int(year) if year and year.isdigit() else None,
+        day=int(day) if day and day.isdigit() else None,
     )
 
 

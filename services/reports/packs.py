@@ -49,6 +49,7 @@ ANCHORS = (
     "month",
     "year",
     "cumulative",
+    "date",
 )
 
 
@@ -187,6 +188,7 @@ def build_pack(data: dict[str, Any], where: str) -> Pack:
                 "month": "month",
                 "year": "year",
                 "cumulative": "cumulative",
+                "date": "day",
             }[anchor]
         )
         periods.append(

@@ -60,8 +60,12 @@ def resolve(
     days: int = 0,
     month: int | None = None,
     year: int | None = None,
+    day: int | None = None,
 ) -> Period:
-    """The range of ``anchor`` for a report published at ``published_at`` about ``area``."""
+    """The range of ``anchor`` for a report published at ``published_at`` about ``area``.
+
+    ``date``: one calendar day named by its day and month ("on 29 November"), the
+    latest such day that has begun (last year's when the date is still to come)."""
     tz = zone_for(area)
     now = published_at.astimezone(tz)
     today = _local_midnight(now, tz)
@@ -95,6 +99,18 @@ def resolve(
         y = year if year is not None and year <= now.year else now.year
         start = datetime(y, 1, 1, tzinfo=tz)
         end = datetime(y + 1, 1, 1, tzinfo=tz)
+    elif anchor == "date":
+        if month is None or day is None:
+            return UNKNOWN
+        y = now.year
+        try:
+            first = datetime(y, month, day, tzinfo=tz)
+            if first > now:
+                first = datetime(y - 1, month, day, tzinfo=tz)
+        except ValueError:  # 31 November: no such day
+            return UNKNOWN
+        start = first
+        end = _local_midnight(first + timedelta(days=1, hours=12), tz)
     elif anchor == "cumulative":
         if year is not None and year <= now.year:
             start = datetime(year, month or 1, 1, tzinfo=tz)

@@ -4,18 +4,33 @@ Fed from ``bw.section-state``, ``bw.report-analysis``, ``bw.alerts`` and
 ``bw.assessment`` (each read whole by the worker that owns a country), it
 decides the discrepancy alert transitions and the assessments to publish.
 Bounded: one state per section, analyses inside the longest window (at most
-``max_analyses``), firing alerts only.
+``max_analyses``), firing alerts only, and per section the hourly buckets of
+the last ``HELD`` (7 d + grace).
+
+**Hourly history.** A state carries only its last 24 hourly buckets, so a
+weekend, week or ``N days`` figure needs older hours: the picture keeps, per
+section, every bucket it has seen in the states it applied (the newest state's
+copy of a bucket wins) for ``HELD``, in memory, as the API's view does for its
+history. That is the only source: after a restart the assessor holds what
+``bw.section-state`` still has (a compacted topic may have dropped older
+versions), and a period whose hours are not all held is not compared, with the
+reason kept in :attr:`Picture.not_compared` and logged, never compared against
+a partial count.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from services.reports.assessment import AssessmentConfig, assess
-from services.reports.discrepancy import DiscrepancyRule, Tracker, evaluate
+from services.reports.discrepancy import HELD, DiscrepancyRule, NotCompared, Tracker, evaluate
+
+log = logging.getLogger(__name__)
+MAX_NOT_COMPARED = 1000
 
 
 def _without_time(assessment: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +52,29 @@ class Picture:
         self.firing: dict[str, dict[str, Any]] = {}
         self.published: dict[str, dict[str, Any]] = {}
         self.tracker = Tracker(severity={r.id: r.severity for r in rules})
+        # section id -> {bucket start (epoch s) -> hourly point}, for HELD.
+        self.history: dict[str, dict[float, dict[str, Any]]] = {}
+        # (rule, report id, figure index) -> why that official figure is not compared.
+        self.not_compared: OrderedDict[tuple[str, str, int], NotCompared] = OrderedDict()
 
     def apply_state(self, state: dict[str, Any]) -> None:
-        current = self.states.get(state["section_id"])
-        if current is None or current["version"] < state["version"]:
-            self.states[state["section_id"]] = state
+        sid = state["section_id"]
+        current = self.states.get(sid)
+        if current is not None and current["version"] >= state["version"]:
+            return
+        self.states[sid] = state
+        hourly = state.get("hourly") or []
+        if not hourly:
+            return
+        held = self.history.setdefault(sid, {})
+        for point in hourly:
+            held[datetime.fromisoformat(point["start"]).timestamp()] = point
+        # Pruned only when well over the bound, so a state costs 24 inserts, not a scan.
+        newest = datetime.fromisoformat(hourly[-1]["start"]).timestamp()
+        if len(held) > HELD / timedelta(hours=1) + 48:
+            cutoff = newest - HELD.total_seconds()
+            for start in [t for t in held if t < cutoff]:
+                del held[start]
 
     def apply_analysis(self, analysis: dict[str, Any]) -> None:
         self.analyses.pop(analysis["report_id"], None)
@@ -90,9 +123,13 @@ class Picture:
                     )
                 )
                 for analysis in candidates:
+                    skipped: list[NotCompared] = []
                     found = [
-                        c for c in evaluate(rule, analysis, states, now) if c.country == country
+                        c
+                        for c in evaluate(rule, analysis, states, now, self.history, skipped)
+                        if c.country == country
                     ]
+                    self._not_compared(s for s in skipped if s.country == country)
                     if found:
                         transition = self.tracker.apply(found[0], now)
                         if transition is not None:
@@ -100,6 +137,26 @@ class Picture:
                             out.append(transition)
                         break
         return out
+
+    def _not_compared(self, skipped: Iterable[NotCompared]) -> None:
+        for s in skipped:
+            key = (s.rule, s.report_id, s.figure)
+            if self.not_compared.get(key) == s:
+                continue
+            self.not_compared.pop(key, None)
+            self.not_compared[key] = s
+            while len(self.not_compared) > MAX_NOT_COMPARED:
+                self.not_compared.popitem(last=False)
+            log.info(
+                "rule %s: %s %s figure %d of report %s (%s) not compared: %s",
+                s.rule,
+                s.country,
+                s.metric,
+                s.figure,
+                s.report_id,
+                s.period_label,
+                s.reason,
+            )
 
     def assessments(self, now: datetime, countries: Iterable[str]) -> list[dict[str, Any]]:
         """Assessments that changed since the last published one."""

@@ -10,6 +10,7 @@ aggregator would write them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -19,14 +20,16 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import pytest
 
+from schemas.models import Alert
 from services.api.alertmanager import rfc3339
+from services.reports.discrepancy import Comparison, Tracker
 from services.runtime.broker import free_port, tail
 from services.runtime.tls import ensure_local_tls
 from tests.integration.conftest import Deployment, wait_until
@@ -390,3 +393,62 @@ def test_https_alertmanager_is_trusted_through_the_ca_file(
         am.stop()
     leaked = _secrets_in(am.log_path, *(api.log_path for api in apis))
     assert not leaked, leaked
+
+
+def test_a_country_level_discrepancy_alert_reaches_alertmanager_with_its_country(
+    deployment: Deployment, replicas: tuple[list[ApiProcess], int], tmp_path: Path
+) -> None:
+    """A ``report_discrepancy`` transition exactly as the assessor makes it: the
+    pseudo-section ``LV-ALL`` is the section label, LV the country."""
+    apis, am_port = replicas
+    now = datetime.now(UTC)
+    rule = "official-vs-field"
+    tracker = Tracker(severity={rule: "medium"})
+    comparison = Comparison(
+        rule=rule,
+        country="LV",
+        metric="crossing_attempt",
+        report_id="vrs-weekend-1",
+        official=457,
+        qualifier="exact",
+        field=96,
+        period_label="weekend",
+        start=now - timedelta(days=3),
+        end=now - timedelta(days=1),
+        disagrees=True,
+    )
+    firing = tracker.apply(comparison, now)
+    assert firing is not None
+    Alert.model_validate(firing)  # the contract the section id must meet
+    am = Alertmanager(tmp_path, am_port)
+    try:
+        am.wait_ready()
+        produce(deployment, [], [firing])
+        wait_until(lambda: am.active("LV-ALL"), 10, "the discrepancy alert in Alertmanager")
+        [alert] = am.active("LV-ALL")
+        assert alert["labels"] == {
+            "alertname": rule,
+            "rule": rule,
+            "section": "LV-ALL",
+            "country": "LV",
+            "severity": "medium",
+        }
+        assert alert["annotations"]["summary"] == (
+            "LV official crossing_attempt exact 457 (weekend, report vrs-weekend-1) "
+            "differs from 96 counted in the field"
+        )
+        assert alert["annotations"]["value"] == "96"
+        assert alert["annotations"]["alert_id"] == f"{rule}.LV-ALL.1"
+        assert alert["annotations"]["url"] == f"{PUBLIC}/api/v1/alerts/{rule}.LV-ALL.1"
+        # The API counts it among Latvia's alerts (and among LV-* sections).
+        for query in ("country=LV", "section=LV-*"):
+            status, listed = apis[0].request(f"/api/v1/alerts?{query}", None)
+            assert status == 200 and [a["alert_id"] for a in listed] == [f"{rule}.LV-ALL.1"]
+
+        agrees = dataclasses.replace(comparison, official=100, disagrees=False)
+        resolved = tracker.apply(agrees, now + timedelta(seconds=1))
+        assert resolved is not None and resolved["status"] == "resolved"
+        produce(deployment, [], [resolved])
+        wait_until(lambda: not am.active("LV-ALL"), 10, "the discrepancy resolved there")
+    finally:
+        am.stop()

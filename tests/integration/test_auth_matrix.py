@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from schemas.models import AuditRecord
 from services.cli import main as cli_main
 from services.common.auth import SCOPES, create_token, hash_token, revoke_token, rotate_token
+from services.common.kafka import make_producer
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from services.runtime.broker import free_port, tail
@@ -671,3 +672,321 @@ def test_bad_tls_settings_stop_start_up_naming_the_variable(tmp_path: Path) -> N
         )
         assert done.returncode == 2, done.stderr
         assert message in done.stderr, done.stderr
+
+
+# --- country-scoped tokens -------------------------------------------------------------
+
+
+def _send(dep: Deployment, records: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """(topic suffix, key, value) records on the test's topics, acknowledged."""
+
+    async def send() -> None:
+        producer = make_producer(dep.settings())
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(dep.prefix + topic, orjson.dumps(value), key=key.encode())
+                for topic, key, value in records
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def _scoped_world(dep: Deployment) -> list[tuple[str, str, dict[str, Any]]]:
+    """LV and PL data of every kind the API serves: states, alerts (a section alert and a
+    country-level discrepancy alert each), field events, reports with their analyses,
+    assessments."""
+    now = datetime.now(UTC)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for sid in ("LV-KRA", "PL-KUZ"):
+        out.append(("section-state", sid, _state(sid, 1, 7)))
+        out.append(("alerts", f"crossings-24h.{sid}.1", _alert(sid, 1, "firing")))
+        country = sid[:2]
+        discrepancy = _alert(f"{country}-ALL", 1, "firing") | {
+            "alert_id": f"official-vs-field.{country}-ALL.1",
+            "rule": "official-vs-field",
+            "window": "weekend",
+        }
+        out.append(("alerts", discrepancy["alert_id"], discrepancy))
+        out.append(
+            (
+                "field-events",
+                sid,
+                {"schema_version": 1, "section_id": sid, "events": [field_event(section_id=sid)]},
+            )
+        )
+        report = report_event(
+            report_id=f"scope-{country.lower()}-1",
+            country=country,
+            figures=[{"kind": "crossing_attempt", "count": 9, "section_id": sid}],
+        )
+        out.append(("report-events", country, report))
+        analysis = {
+            "schema_version": 1,
+            "report_id": report["report_id"],
+            "country": country,
+            "published_at": report["published_at"],
+            "source_type": "official",
+            "language": "en",
+            "extractor": "test",
+            "analysed_at": now.isoformat(),
+            "figures": [],
+            "signals": [],
+        }
+        out.append(("report-analysis", country, analysis))
+        assessment = {
+            "schema_version": 1,
+            "country": country,
+            "stage": "monitoring",
+            "summary": "No criterion is met.",
+            "factors": [],
+            "measures_reported": [],
+            "assessed_at": now.isoformat(),
+        }
+        out.append(("assessment", country, assessment))
+    return out
+
+
+def _countries_in(value: Any) -> set[str]:
+    """Every country an API answer mentions (``country`` fields, section ids)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "country" and isinstance(item, str):
+                found.add(item)
+            elif key == "section_id" and isinstance(item, str):
+                found.add(item[:2])
+            else:
+                found |= _countries_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _countries_in(item)
+    return found
+
+
+# Every REST route with per-country data: (path, what a scoped token gets from it).
+SCOPED_LISTS = [
+    "/api/v1/state",
+    "/api/v1/countries",
+    "/api/v1/sections",
+    "/api/v1/alerts",
+    "/api/v1/alerts?country=PL",
+    "/api/v1/alerts?section=PL-*",
+    "/api/v1/events/recent",
+    "/api/v1/reports/recent",
+    "/api/v1/reports/recent?country=PL",
+    "/api/v1/assessment",
+]
+# One object of PL (outside an LV token) and a truly unknown one of the same shape.
+SCOPED_OBJECTS = [
+    ("/api/v1/sections/PL-KUZ", "/api/v1/sections/PL-NOPE"),
+    ("/api/v1/sections/PL-KUZ?hours=168", "/api/v1/sections/PL-NOPE?hours=168"),
+    ("/api/v1/alerts/crossings-24h.PL-KUZ.1", "/api/v1/alerts/crossings-24h.PL-NOPE.1"),
+    ("/api/v1/alerts/official-vs-field.PL-ALL.1", "/api/v1/alerts/official-vs-field.PL-NONE.1"),
+    ("/api/v1/reports/scope-pl-1", "/api/v1/reports/scope-pl-404"),
+    ("/api/v1/assessment/PL", "/api/v1/assessment/XX"),
+]
+
+
+def _feed_messages(url: str, token: str, until: Callable[[list[Any]], bool]) -> list[Any]:
+    """The messages of a feed until ``until`` holds for them (or 10 s)."""
+
+    async def run() -> list[Any]:
+        got: list[Any] = []
+        async with websockets.connect(url, subprotocols=[websockets.Subprotocol(token)]) as ws:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    while not until(got):
+                        frame = orjson.loads(await ws.recv())
+                        got += frame["messages"]
+        return got
+
+    return asyncio.run(run())
+
+
+def test_a_country_scoped_token_sees_only_its_country_on_every_route_and_feed(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    lv = create_token(tokens_file, ["read", "ack"], "LV duty desk", countries=["LV"])
+    both = create_token(tokens_file, ["read", "ack"], "LV+PL desk", countries=["LV", "PL"])
+    every = create_token(tokens_file, ["read", "ack"], "all countries")
+    _send(deployment, _scoped_world(deployment))
+    api = ApiProcess(deployment, tokens_file, tmp_path)
+    try:
+        api.wait_ready()
+        wait_until(
+            lambda: (
+                len(api.request("/api/v1/assessment", every)[1]) == 2
+                and len(api.request("/api/v1/reports/recent", every)[1]) == 2
+                and len(api.request("/api/v1/events/recent", every)[1]) == 2
+            ),
+            15,
+            "the view holds both countries",
+        )
+        # Unscoped: both countries, as before.
+        for path in SCOPED_LISTS[:4] + SCOPED_LISTS[6:8] + SCOPED_LISTS[9:]:
+            status, body = api.request(path, every)
+            assert status == 200 and {"LV", "PL"} <= _countries_in(body), (path, body)
+            status, body = api.request(path, both)
+            assert status == 200 and {"LV", "PL"} <= _countries_in(body), (path, body)
+        # Scoped to LV: lists hold LV only (and still hold it).
+        for path in SCOPED_LISTS:
+            status, body = api.request(path, lv)
+            assert status == 200, (path, status, body)
+            assert _countries_in(body) <= {"LV"}, (path, body)
+            if "PL" not in path:
+                assert "LV" in _countries_in(body), (path, body)
+        status, alerts = api.request("/api/v1/alerts?limit=1", lv)
+        assert [a["country"] for a in alerts] == ["LV"]  # the page is cut after filtering
+        # One PL object: exactly the answer for an id that does not exist.
+        for path, unknown in SCOPED_OBJECTS:
+            hidden = api.request(path, lv)
+            absent = api.request(unknown, lv)
+            assert hidden[0] == absent[0] == 404, (path, hidden, absent)
+            name = path.rsplit("/", 1)[1].split("?")[0]
+            other = unknown.rsplit("/", 1)[1].split("?")[0]
+            assert hidden[1] == orjson.loads(
+                orjson.dumps(absent[1]).replace(other.encode(), name.encode())
+            ), (hidden, absent)
+            assert api.request(path, every)[0] == 200, path
+        for path in (
+            "/api/v1/sections/LV-KRA",
+            "/api/v1/alerts/official-vs-field.LV-ALL.1",
+            "/api/v1/reports/scope-lv-1",
+            "/api/v1/assessment/LV",
+        ):
+            assert api.request(path, lv)[0] == 200, path
+        # Acks: a PL alert is unknown to the LV token; its own alerts take the ack.
+        ack = {"by": "duty officer"}
+        unknown_ack = api.request("/api/v1/alerts/crossings-24h.PL-NOPE.1/ack", lv, ack)
+        assert unknown_ack == (404, {"detail": "unknown alert 'crossings-24h.PL-NOPE.1'"})
+        hidden_ack = api.request("/api/v1/alerts/crossings-24h.PL-KUZ.1/ack", lv, ack)
+        assert hidden_ack == (404, {"detail": "unknown alert 'crossings-24h.PL-KUZ.1'"})
+        assert api.request("/api/v1/alerts/official-vs-field.PL-ALL.1/ack", lv, ack)[0] == 404
+        assert api.request("/api/v1/alerts/official-vs-field.LV-ALL.1/ack", lv, ack)[0] == 202
+        assert api.request("/api/v1/alerts/crossings-24h.PL-KUZ.1/ack", both, ack)[0] == 202
+
+        # Feeds: the snapshot and what follows hold LV only; the ack of a PL alert, a
+        # new PL state and a PL alert never reach the LV token.
+        def snapshot(messages: list[Any]) -> bool:
+            return bool(messages)
+
+        for feed in ("/ws/feed", "/ws/alerts", "/ws/feed?country=PL", "/ws/feed?sections=PL-*"):
+            [first] = _feed_messages(api.ws + feed, lv, snapshot)[:1]
+            assert first["type"] == "snapshot"
+            assert _countries_in(first["payload"]) <= {"LV"}, (feed, first)
+            if "PL" not in feed:
+                assert "LV" in _countries_in(first["payload"]["alerts"]), feed
+        unscoped = _feed_messages(api.ws + "/ws/feed", every, snapshot)[0]
+        assert {"LV", "PL"} <= _countries_in(unscoped["payload"]["alerts"]), unscoped
+
+        async def live() -> dict[str, list[Any]]:
+            out: dict[str, list[Any]] = {}
+            sockets = {}
+            for name, token in (("lv", lv), ("every", every)):
+                ws = await websockets.connect(
+                    api.ws + "/ws/feed", subprotocols=[websockets.Subprotocol(token)]
+                )
+                await asyncio.wait_for(ws.recv(), timeout=5)
+                sockets[name] = ws
+                out[name] = []
+            pl_alert = _alert("PL-KUZ", 2, "firing", "critical")
+            await asyncio.to_thread(
+                _send,
+                deployment,
+                [
+                    ("section-state", "PL-KUZ", _state("PL-KUZ", 2, 40)),
+                    ("alerts", pl_alert["alert_id"], pl_alert),
+                ],
+            )
+            pl_ack = "/api/v1/alerts/crossings-24h.PL-KUZ.1/ack"
+            assert (await asyncio.to_thread(api.request, pl_ack, both, ack))[0] == 202
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(
+                _send, deployment, [("section-state", "LV-KRA", _state("LV-KRA", 2, 41))]
+            )
+            for name, ws in sockets.items():
+                # Until the last LV state, then a second more for stragglers.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(10):
+                        while not any(
+                            m["type"] == "section_state"
+                            and m["payload"]["version"] == 2
+                            and m["payload"]["section_id"] == "LV-KRA"
+                            for m in out[name]
+                        ):
+                            out[name] += orjson.loads(await ws.recv())["messages"]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        while True:
+                            out[name] += orjson.loads(await ws.recv())["messages"]
+                await ws.close()
+            return out
+
+        got = asyncio.run(live())
+        seen = [(m["type"], m["payload"].get("section_id")) for m in got["lv"]]
+        assert [s for s in seen if s[0] != "heartbeat"] == [("section_state", "LV-KRA")], seen
+        every_types = {(m["type"], m["payload"].get("section_id")) for m in got["every"]}
+        for wanted in (("section_state", "PL-KUZ"), ("alert", "PL-KUZ"), ("ack", None)):
+            assert wanted in every_types, (wanted, every_types)
+
+        # SSE: the snapshot holds LV only.
+        req = urllib.request.Request(
+            api.url + "/sse/alerts", headers={"Authorization": f"Bearer {lv}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            head = b""
+            while b"\n\n" not in head.split(b"event: snapshot", 1)[-1]:
+                head += resp.read1(65536)
+        data = head.split(b"event: snapshot\ndata: ", 1)[1].split(b"\n\n", 1)[0]
+        snap = orjson.loads(data)
+        assert _countries_in(snap["payload"]) == {"LV"}, snap
+    finally:
+        api.stop()
+
+
+def test_a_country_scoped_field_unit_posts_only_for_its_country(kafka: str, tmp_path: Path) -> None:
+    settings, common, _ = open_door(kafka, tmp_path)
+    tokens_file = tmp_path / "scoped-tokens.json"
+    unit = create_token(tokens_file, ["ingest:field", "ingest:report"], "LV unit", countries=["LV"])
+    settings = settings.model_copy(update={"tokens_file": tokens_file})
+    with TestClient(create_app(settings)) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
+        pl = field_event(section_id="PL-KUZ")
+        nowhere = field_event(section_id="PL-NOPE")
+        refused = client.post("/v1/field-events", json=pl, headers=bearer(unit))
+        assert refused.status_code == 422, refused.text
+        [problem] = refused.json()["errors"]
+        assert problem["field"] == "section_id"
+        assert problem["reason"] == "section 'PL-KUZ' is outside this token's countries (LV)"
+        # The same answer for a section that does not exist: no hint either way.
+        ghost = client.post("/v1/field-events", json=nowhere, headers=bearer(unit))
+        assert ghost.json()["errors"][0]["reason"] == problem["reason"].replace("KUZ", "NOPE")
+        lv = field_event()
+        mixed = client.post("/v1/field-events", json=[lv, pl], headers=bearer(unit))
+        assert mixed.status_code == 202, mixed.text
+        assert mixed.json()["accepted"] == [lv["event_id"]]
+        assert [r["index"] for r in mixed.json()["rejected"]] == [1]
+        report = client.post(
+            "/v1/reports", json=report_event(country="PL", figures=[]), headers=bearer(unit)
+        )
+        assert report.status_code == 422
+        assert report.json()["errors"][0]["field"] == "country"
+        figure = client.post(
+            "/v1/reports",
+            json=report_event(
+                figures=[{"kind": "crossing_attempt", "count": 3, "section_id": "PL-KUZ"}]
+            ),
+            headers=bearer(unit),
+        )
+        assert figure.status_code == 422
+        assert figure.json()["errors"][0]["field"] == "figures.0.section_id"
+        assert (
+            client.post("/v1/reports", json=report_event(), headers=bearer(unit)).status_code == 202
+        )
+    in_kafka = event_ids_in(read_topic(common, common.topic_prefix + "field-events", 1))
+    assert set(in_kafka) == {lv["event_id"]}

@@ -172,3 +172,17 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     message = _load_error(path)
 
     assert message.startswith(f"{path}: cannot read: ")
+
+
+def test_a_section_id_ending_in_all_is_refused_it_names_country_level_alerts() -> None:
+    from services.common.catalogue import Section
+
+    with pytest.raises(ValueError, match="reserved for country-level alerts"):
+        Section(
+            id="LV-ALL",
+            name="x",
+            country="LV",
+            neighbour="BY",
+            centre={"lat": 56.0, "lon": 27.0},
+            polyline=[[56.0, 27.0], [56.1, 27.1]],
+        )

@@ -210,3 +210,64 @@ def test_revoking_in_the_file_applies_to_a_bw_tokens_entry_with_the_same_id(
     refusal = TokenStore.load(path, env).check(token)
 
     assert isinstance(refusal, Refusal) and refusal.reason == "revoked"
+
+
+def test_a_country_scoped_token_keeps_its_countries_through_list_and_rotate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "tokens.json")
+    code, token, err = _cli(
+        capsys, "create", "--scopes", "read,ack", "--countries", "lv", "--tokens-file", path
+    )
+    assert code == 0 and "only LV" in err
+    token_id = token.split("_")[1]
+    principal = TokenStore.load(Path(path)).verify(token)
+    assert principal is not None and principal.countries == frozenset({"LV"})
+
+    code, out, _ = _cli(capsys, "list", "--tokens-file", path)
+    assert "COUNTRIES" in out.splitlines()[0] and " LV " in out
+    code, rotated, _ = _cli(capsys, "rotate", token_id, "--tokens-file", path)
+    again = TokenStore.load(Path(path)).verify(rotated)
+    assert again is not None and again.countries == frozenset({"LV"})
+    [row] = list_tokens(Path(path))
+    assert row["countries"] == ["LV"]
+
+    unscoped = create_token(Path(path), ["read"])
+    every = TokenStore.load(Path(path)).verify(unscoped)
+    assert every is not None and every.countries == frozenset()
+    assert list_tokens(Path(path))[1]["countries"] == []
+
+
+@pytest.mark.parametrize(
+    ("countries", "scopes", "message"),
+    [
+        ("LV,XX", "read", "--countries: unknown country code(s) ['XX']; known: LT, LV, PL"),
+        ("Latvia", "read", "--countries: unknown country code(s) ['LATVIA']"),
+        (",", "read", "--countries: give at least one country code"),
+        ("LV", "read,admin", "--countries: an 'admin' token reads dead letters"),
+    ],
+)
+def test_bad_countries_are_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], countries: str, scopes: str, message: str
+) -> None:
+    path = tmp_path / "tokens.json"
+    code, _, err = _cli(
+        capsys, "create", "--scopes", scopes, "--countries", countries, "--tokens-file", str(path)
+    )
+    assert code == 2 and message in err, err
+    assert not path.exists()
+
+
+def test_a_tokens_file_with_bad_countries_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps([{"id": "a", "hash": "x", "scopes": ["read"], "countries": "LV"}]))
+    with pytest.raises(ConfigError, match="entry 1: field 'countries': expected a list"):
+        TokenStore.load(path)
+
+
+def test_an_admin_entry_limited_to_countries_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    entry = {"id": "a", "hash": "x", "scopes": ["admin"], "countries": ["LV"]}
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(ConfigError, match="entry 1: field 'countries': an 'admin' token"):
+        TokenStore.load(path)

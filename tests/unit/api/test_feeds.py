@@ -232,3 +232,23 @@ async def test_section_states_come_without_the_hourly_series_unless_asked() -> N
     assert backlog is not None and b'"hourly"' not in ALL.data(backlog[0])
     assert b'"hourly"' in Filter(hourly=True).data(backlog[0])
     hub.close_all()
+
+
+async def test_a_country_scope_passes_only_its_countries_and_the_client_cannot_widen_it() -> None:
+    hub = Hub()
+    scoped = hub.subscribe(Filter(scope=frozenset({"LV"})), None)[0]
+    asks_pl = hub.subscribe(Filter(scope=frozenset({"LV"}), countries=("PL",)), None)[0]
+    unscoped = hub.subscribe(ALL, None)[0]
+    _publish(hub, "LV-KRA", 1)
+    _publish(hub, "PL-KUZ", 1)
+    # An ack of an alert the view does not know has no country: not the token's.
+    hub.publish("ack", {"alert_id": "x", "ack_id": "1"}, 0, 0, country="")
+    await _flushed()
+
+    assert [m["payload"]["section_id"] for m in _messages(hub.next_frame(scoped))] == ["LV-KRA"]
+    assert hub.next_frame(asks_pl) is None
+    assert len(_messages(hub.next_frame(unscoped))) == 3
+    assert ALL.plain and not Filter(scope=frozenset({"LV"})).plain
+    # A reconnect's replay is scoped too.
+    backlog = hub.replay(Filter(scope=frozenset({"PL"})), {})
+    assert backlog is not None and [e.section_id for e in backlog] == ["PL-KUZ"]

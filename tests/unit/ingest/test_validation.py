@@ -280,3 +280,23 @@ def test_bytes_the_two_parsers_read_differently_fall_back_to_item_by_item() -> N
 
     assert _fields(checked.problems) == [(1, "count")]
     assert [i for i, _ in checked.valid] == [0]
+
+
+def test_a_country_scoped_token_may_post_only_for_its_countries_sections() -> None:
+    items = [
+        field_event(section_id="LV-KRA"),
+        field_event(section_id="LT-MED"),
+        field_event(section_id="LT-NOPE"),  # unknown: refused the same way, no hint
+        {**field_event(section_id="LT-MED"), "count": 0},  # invalid and outside
+    ]
+    checked = check_events(items, SECTIONS, NOW, FUTURE, MAX_AGE, countries={"LV"})
+
+    assert [i for i, _ in checked.valid] == [0]
+    outside = [p for p in checked.problems if p.field == "section_id"]
+    assert [(p.index, p.reason) for p in outside] == [
+        (1, "section 'LT-MED' is outside this token's countries (LV)"),
+        (2, "section 'LT-NOPE' is outside this token's countries (LV)"),
+        (3, "section 'LT-MED' is outside this token's countries (LV)"),
+    ]
+    # Without countries, every country's sections as before.
+    assert [i for i, _ in _check(items[:2]).valid] == [0, 1]

@@ -142,3 +142,34 @@ def test_a_broken_pack_names_the_field() -> None:
     with pytest.raises(PackError, match=r"metrics\.crossings: unknown metric"):
         build_pack(data, "packs/en.yaml")
     assert load_pack("en").language == "en"
+
+
+@pytest.mark.parametrize(
+    ("language", "country", "text"),
+    [
+        ("en", "LV", "On 21 November, border guards prevented 73 attempts to cross the border."),
+        ("pl", "PL", "21 listopada odnotowano 73 próby nielegalnego przekroczenia granicy."),
+        ("lv", "LV", "21. novembrī novērsti 73 nelikumīgas robežšķērsošanas mēģinājumi."),
+        ("lt", "LT", "Lapkričio 21 d. pasieniečiai neįleido 73 neteisėtų migrantų."),
+    ],
+)
+def test_a_named_date_is_that_calendar_day_in_the_country_time_zone(
+    language: str, country: str, text: str
+) -> None:
+    (fig,) = analyse(text, country=country, published_at=PUB, language=language).figures
+    zone = {"PL": "+01:00"}.get(country, "+02:00")
+    assert (fig.value, fig.period.label) == (73, "day")
+    assert fig.period.start == datetime.fromisoformat(f"2026-11-21T00:00:00{zone}")
+    assert fig.period.end == datetime.fromisoformat(f"2026-11-22T00:00:00{zone}")
+
+
+def test_a_date_still_to_come_is_last_years_and_until_a_date_is_no_period() -> None:
+    text = "On 15 December, border guards prevented 73 attempts to cross the border."
+    (fig,) = analyse(text, country="LV", published_at=PUB, language="en").figures
+    assert fig.period.start == datetime.fromisoformat("2025-12-15T00:00:00+02:00")
+    for language, until in (
+        ("en", "Until 31 December, 500 additional soldiers will be deployed on the border."),
+        ("pl", "Do 31 grudnia na granicy służy 2 tys. żołnierzy."),
+    ):
+        found = analyse(until, country="PL", published_at=PUB, language=language).figures
+        assert all(f.period.label != "day" for f in found), found

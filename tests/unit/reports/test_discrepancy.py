@@ -16,6 +16,7 @@ from services.reports.discrepancy import (
     Tracker,
     disagrees,
     evaluate,
+    field_count,
     field_total,
 )
 
@@ -161,3 +162,64 @@ def test_a_restarted_tracker_takes_up_the_open_episode() -> None:
         fired["alert_id"],
         2,
     )
+
+
+def test_a_gap_in_the_held_hours_refuses_the_period_naming_it() -> None:
+    s = state("PL-KUZ", 1)
+    first = datetime.fromisoformat(s["hourly"][0]["start"])
+    older = {
+        (first - timedelta(hours=h)).timestamp(): {
+            "start": (first - timedelta(hours=h)).isoformat(),
+            "counts": {**dict.fromkeys(KINDS, 0), "crossing_attempt": 3},
+        }
+        for h in range(1, 25)
+        if h != 10  # one hour the assessor never saw
+    }
+    start = NOW - timedelta(hours=48)
+    assert field_count([s], "PL", "crossing_attempt", start, NOW, {"PL-KUZ": older}) == (
+        "PL-KUZ: 1 of the period's 48 hourly buckets are not held "
+        f"(held from {(first - timedelta(hours=24)).isoformat()})"
+    )
+    older[(first - timedelta(hours=10)).timestamp()] = {
+        "start": (first - timedelta(hours=10)).isoformat(),
+        "counts": {"crossing_attempt": 3},
+    }
+    # 24 older hours x 3 + the state's 24 x 1.
+    assert field_count([s], "PL", "crossing_attempt", start, NOW, {"PL-KUZ": older}) == 96
+
+
+def test_the_analysis_says_which_figures_are_never_compared_and_why() -> None:
+    text = (
+        "In the last 24 hours, 57 attempts to cross the border were prevented. "
+        "Since the beginning of the month, 2,310 attempts to cross the border have been "
+        "recorded. An additional 200 soldiers will be deployed to support the border guards. "
+        "Border guards detained 4 people."
+    )
+    figures = {f["value"]: f for f in report(text, "en")["figures"]}
+    assert figures[57]["not_compared"] is None
+    assert figures[2310]["not_compared"] == (
+        "the period spans 22.5 days, beyond the 7 days of hourly field counts held"
+    )
+    assert figures[200]["not_compared"] == "personnel_deployed is not counted in the field"
+    assert figures[4]["not_compared"] == "the period 'unknown' has no known start and end"
+
+
+@pytest.mark.parametrize("minute", [0, 13, 29, 31, 59])
+def test_a_day_figure_is_compared_whatever_the_minute_it_was_published(minute: int) -> None:
+    """A state holds 24 buckets up to the current hour; a day published at 09:13 starts
+    inside yesterday's 09:00 bucket, which the state no longer has."""
+    now = NOW + timedelta(minutes=minute)
+    top = now.replace(minute=0)  # the current hour, partial
+    hourly = [
+        {
+            "start": (top - timedelta(hours=23 - i)).isoformat(),
+            "counts": {**dict.fromkeys(KINDS, 0), "crossing_attempt": 2},
+        }
+        for i in range(24)
+    ]
+    s = {"section_id": "LV-KRA", "country": "LV", "hourly": hourly, "updated_at": now.isoformat()}
+    counted = field_count([s], "LV", "crossing_attempt", now - timedelta(hours=24), now)
+    # At 09:00 the period's first bucket (yesterday 09:00) is gone: 23 full hours.
+    # From 09:01 the partial current hour counts too; from 09:31 the period begins
+    # with yesterday's 10:00 bucket, which the state holds.
+    assert counted == 2 * (23 if minute == 0 else 24)
