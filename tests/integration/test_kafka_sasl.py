@@ -69,7 +69,7 @@ class SaslKafka(EmbeddedKafka):
         # Format first, with the SCRAM users; start() then finds the storage formatted.
         libs = install(self.cache_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._choose_ports()
+        self.choose_ports()
         props = self._properties()
         fmt = subprocess.run(
             self._java(
