@@ -37,6 +37,7 @@ from services.aggregator.state import (
     SectionAggregate,
     checkpoint_key,
     checkpoint_partition,
+    hour_records,
     is_core_key,
     partition_key,
 )
@@ -110,6 +111,8 @@ raw: Any = faust.Schema(
 )
 field_events = app.topic(topics.field_events, schema=raw, partitions=settings.field_partitions)
 section_state_topic = app.topic(topics.section_state, schema=raw)
+# The latest counts of each touched (section, hour): the history of the picture.
+section_hours_topic = app.topic(topics.section_hours, schema=raw)
 alerts_topic = app.topic(topics.alerts, schema=raw)
 
 
@@ -238,6 +241,8 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
             alert["status"],
             alert["summary"],
         )
+    for hour_key, value, timestamp in hour_records(key.decode(), outbox):
+        await section_hours_topic.send(key=hour_key, value=value, timestamp=timestamp)
     if outbox["state"] is not None:
         await section_state_topic.send(key=key, value=orjson.dumps(outbox["state"]))
         STATES_PUBLISHED.inc()

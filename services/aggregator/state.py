@@ -342,13 +342,19 @@ class BatchOutcome:
 
 @dataclass
 class Publication:
-    """What one update of a section asks the worker to send."""
+    """What one update of a section asks the worker to send.
+
+    ``hours``: the clock hours this update changed, as ``[hour start, counts]``
+    (non-zero kinds only, so an outbox kept in the core stays small), for
+    ``bw.section-hours``; :func:`hour_records` expands them."""
 
     state_doc: dict[str, Any] | None
     alerts: list[Alert]
+    hours: list[list[Any]] = field(default_factory=list)
+    version: int = field(default=0, compare=False)
 
     def __bool__(self) -> bool:
-        return self.state_doc is not None or bool(self.alerts)
+        return self.state_doc is not None or bool(self.alerts) or bool(self.hours)
 
     @property
     def state(self) -> SectionState | None:
@@ -358,10 +364,33 @@ class Publication:
     def to_outbox(self) -> dict[str, Any] | None:
         if not self:
             return None
-        return {
+        out: dict[str, Any] = {
             "state": self.state_doc,
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
         }
+        if self.hours:
+            out["hours"] = self.hours
+            out["version"] = self.version
+        return out
+
+
+def hour_records(section_id: str, outbox: dict[str, Any]) -> list[tuple[bytes, bytes, float]]:
+    """The ``bw.section-hours`` records of an outbox: (key, value, timestamp), the
+    timestamp being the hour's end, so retention counts from when the hour is over."""
+    out = []
+    version = int(outbox.get("version", 0))
+    for start, counts in outbox.get("hours", ()):
+        key = f"{section_id}|{start}"
+        doc = {
+            "schema_version": 1,
+            "key": key,
+            "section_id": section_id,
+            "start": _iso_bucket(start),
+            "counts": _full(counts),
+            "version": version,
+        }
+        out.append((key.encode(), orjson.dumps(doc), float(start + windows.HOUR)))
+    return out
 
 
 def _iso(ts: float) -> str:
@@ -479,6 +508,7 @@ class Engine:
         if not agg.created_at:
             agg.created_at = now
         self._expire(agg, now)
+        hours = self._touched_hours(agg)
         measures = Measures(
             agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
         )
@@ -486,11 +516,33 @@ class Engine:
         state = self._state(agg, section, measures)
         fingerprint = _fingerprint(state)
         if fingerprint == agg.fingerprint and not alerts:
-            return Publication(None, [])
+            return Publication(None, [], hours, agg.version)
         agg.version += 1
         agg.fingerprint = fingerprint
         state["version"] = agg.version
-        return Publication(state, alerts)
+        return Publication(state, alerts, hours, agg.version)
+
+    def _touched_hours(self, agg: SectionAggregate) -> list[list[Any]]:
+        """The clock hours whose counts the records applied since the last write
+        changed (the dedupe segments marked dirty), with their whole counts: one
+        ``bw.section-hours`` record per touched hour per batch, never per event."""
+        dirty = agg.dedupe.dirty
+        if not dirty:
+            return []
+        hour = windows.HOUR
+        starts = sorted({b - b % hour for b, _ in dirty})
+        if self.bucket_seconds == hour:
+            buckets = agg.buckets
+            return [[s, {k: n for k, n in buckets[s].items() if n}] for s in starts if s in buckets]
+        out = []
+        for s in starts:
+            counts: dict[str, int] = {}
+            for b, per_kind in agg.buckets.items():
+                if s <= b < s + hour:
+                    for k, n in per_kind.items():
+                        counts[k] = counts.get(k, 0) + n
+            out.append([s, {k: n for k, n in counts.items() if n}])
+        return out
 
     def _expire(self, agg: SectionAggregate, now: float) -> None:
         """Drop buckets, and the event ids counted in them, that no window (nor

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.models import KINDS, AlertStatus
+from schemas.models import KINDS, AlertStatus, SectionHour
 from services.aggregator import windows
 from services.aggregator.rules import ThresholdRule
 from services.aggregator.state import (
@@ -19,6 +19,7 @@ from services.aggregator.state import (
     Engine,
     Publication,
     SectionAggregate,
+    hour_records,
     restore_all,
 )
 from services.common.catalogue import Catalogue
@@ -182,12 +183,14 @@ def test_version_grows_by_one_per_visible_change_and_nothing_is_sent_otherwise(
     agg = SectionAggregate(section_id="LV-KRA")
     _apply(engine, agg, 0, _event(count=1))
     assert _published(engine.refresh(agg, NOW)).version == 1
+    agg.writes()  # as the worker does after each refresh: the touched hours go once
 
     assert engine.refresh(agg, NOW) == Publication(None, [])
     assert engine.refresh(agg, NOW + 60) == Publication(None, [])  # same hour, same counts
 
     _apply(engine, agg, 1, _event(count=1))
     assert _published(engine.refresh(agg, NOW + 120)).version == 2
+    agg.writes()
 
     _apply(engine, agg, 1, _event(count=1))  # a replay changes nothing
     assert engine.refresh(agg, NOW + 180) == Publication(None, [])
@@ -238,6 +241,40 @@ def test_rolling_counts_fall_and_the_alert_resolves_on_the_wall_clock(engine: En
     _apply(engine, agg, 1, _event(ts=NOW + 23 * HOUR, count=12))
     [again] = engine.refresh(agg, NOW + 23 * HOUR + 60).alerts
     assert (again.alert_id, again.seq, again.severity) == ("crossings-24h.LV-KRA.2", 1, "low")
+
+
+def test_each_touched_hour_is_published_once_per_update_with_its_whole_counts(
+    engine: Engine,
+) -> None:
+    agg = SectionAggregate(section_id="LV-KRA")
+    old_hour = CURRENT - 50 * HOUR  # outside the 24 h a state carries
+    # A backfill in time order: an old hour, then the current one.
+    _apply(engine, agg, 0, _event(ts=old_hour + 10, count=2), _event("detection", old_hour + 20, 4))
+    _apply(engine, agg, 1, _event(ts=NOW, count=3))
+
+    pub = engine.refresh(agg, NOW)
+    assert pub.hours == [
+        [old_hour, {"crossing_attempt": 2, "detection": 4}],
+        [CURRENT, {"crossing_attempt": 3}],
+    ]
+    outbox = pub.to_outbox()
+    assert outbox is not None
+    records = hour_records("LV-KRA", outbox)
+    assert [(k, t) for k, _, t in records] == [
+        (b"LV-KRA|%d" % old_hour, old_hour + HOUR),
+        (b"LV-KRA|%d" % CURRENT, CURRENT + HOUR),
+    ]
+    doc = SectionHour.model_validate_json(records[0][1])
+    assert doc.counts.detection == 4 and doc.counts.crossing_attempt == 2
+    assert doc.start.timestamp() == old_hour and doc.version == pub.version == 1
+
+    agg.writes()
+    # A later event in one hour sends that hour again, whole; the other is not re-sent.
+    _apply(engine, agg, 2, _event(ts=NOW, count=1))
+    assert engine.refresh(agg, NOW).hours == [[CURRENT, {"crossing_attempt": 4}]]
+    agg.writes()
+    # A tick (no new event) sends no hour; a duplicate touches none.
+    assert engine.refresh(agg, NOW + 60).hours == []
 
 
 def test_old_buckets_expire_after_the_longest_window_and_grace(engine: Engine) -> None:
