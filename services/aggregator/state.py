@@ -509,6 +509,13 @@ class Engine:
             agg.created_at = now
         self._expire(agg, now)
         hours = self._touched_hours(agg)
+        if hours and hours[0][0] < agg.created_at:
+            # Watched since the oldest hour it counted, if that is before its first
+            # refresh: a section whose sensors reported 13 h ago and then nothing
+            # is silent now, also to a worker that has just been (re)built from
+            # the input or that receives a backfill (silence rules measure from
+            # ``since``, which would otherwise keep them quiet for a whole window).
+            agg.created_at = float(hours[0][0])
         measures = Measures(
             agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
         )
