@@ -114,6 +114,7 @@ class Rebuilder:
         self.rules_for = {
             sid: [r for r in rules if r.applies_to(section)] for sid, section in catalogue.items()
         }
+        # How far back any rule looks (at least the 24 h window of the counts).
         self.reach = max([_reach(r) for r in rules] + [windows.DAY])
 
     def section_at(
@@ -125,23 +126,32 @@ class Rebuilder:
         # The windows end just before ``at``: every hour that started before it, no
         # later one. Half a second, so that times shifted by it stay exact floats.
         now = at - _BEFORE
-        week_floor = windows.bucket_start(now, HOUR) - 7 * windows.DAY
-        week: windows.Buckets = {}
+        current = windows.bucket_start(now, HOUR)
+        # The rules see the hours they can reach (silence included: its window is
+        # one of them); the 7 days are summed here, in the same pass.
+        week_floor, recent_floor = current - 7 * windows.DAY, current - self.reach
+        week = dict.fromkeys(KINDS, 0)
+        recent: windows.Buckets = {}
         last_by_kind: dict[str, float] = {}
         oldest = at
         for start, point in hours.items():
             if start >= at:
                 continue
-            oldest = min(oldest, start)
+            if start < oldest:
+                oldest = start
             if start <= week_floor:
                 continue
             counts = point["counts"]
-            week[int(start)] = counts
-            end = min(start + HOUR, at) - _BEFORE  # as seen from ``now``
             for kind, n in counts.items():
-                if n and end > last_by_kind.get(kind, 0.0):
-                    last_by_kind[kind] = end
-        measures = Measures(week, now, HOUR, last_by_kind, oldest)
+                if n:
+                    week[kind] = week.get(kind, 0) + n
+            if start > recent_floor:
+                recent[int(start)] = counts
+                end = min(start + HOUR, at) - _BEFORE  # as seen from ``now``
+                for kind, n in counts.items():
+                    if n and end > last_by_kind.get(kind, 0.0):
+                        last_by_kind[kind] = end
+        measures = Measures(recent, now, HOUR, last_by_kind, oldest)
         level = "low"
         for rule in self.rules_for.get(section_id, []):
             value, ladder = rule.assess(measures)
@@ -152,11 +162,17 @@ class Rebuilder:
             "level": level,
             "counts_1h": _full(measures.window(HOUR)),
             "counts_24h": _full(measures.window(windows.DAY)),
-            "counts_7d": _full(measures.window(7 * windows.DAY)),
+            "counts_7d": _full(week),
             "newest_event_hour_end": (
-                max(last_by_kind.values()) + _BEFORE if last_by_kind else None
+                max(last_by_kind.values()) + _BEFORE if last_by_kind else _newest(hours, at)
             ),
         }
+
+
+def _newest(hours: Mapping[float, Mapping[str, Any]], at: float) -> float | None:
+    """The end of the newest hour before ``at`` with any event (capped at ``at``)."""
+    starts = [t for t, p in hours.items() if t < at and any(p["counts"].values())]
+    return min(max(starts) + HOUR, at) if starts else None
 
 
 def transition_at(

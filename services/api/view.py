@@ -64,6 +64,7 @@ class View:
         self.states: dict[str, dict[str, Any]] = {}
         self.alerts: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.acks: dict[str, list[dict[str, Any]]] = {}
+        self.alert_times: dict[str, list[float]] = {}
         self.max_alerts = max_alerts
         self.events: deque[dict[str, Any]] = deque(maxlen=recent_events)
         self.reports: deque[dict[str, Any]] = deque(maxlen=recent_reports)
@@ -229,11 +230,14 @@ class View:
         if history is None:
             history = self.alerts[alert["alert_id"]] = []
             while len(self.alerts) > self.max_alerts:
-                self.alerts.popitem(last=False)
+                gone, _ = self.alerts.popitem(last=False)
+                self.alert_times.pop(gone, None)
         if any(t["seq"] == alert["seq"] for t in history):
             return False
         history.append(alert)
         history.sort(key=lambda t: t["seq"])
+        # Their times, parsed once, for picture_at (10,000 alerts: 20 ms a request).
+        self.alert_times[alert["alert_id"]] = [_ts(t["updated_at"]) for t in history]
         return True
 
     def section(
@@ -341,7 +345,8 @@ class View:
         firing: list[dict[str, Any]] = []
         by_section: dict[str, list[str]] = {}
         for alert_id, transitions in self.alerts.items():
-            latest = transition_at(transitions, at, [_ts(t["updated_at"]) for t in transitions])
+            times = self.alert_times.get(alert_id) or [_ts(t["updated_at"]) for t in transitions]
+            latest = transition_at(transitions, at, times)
             if latest is None or latest["status"] != "firing":
                 continue
             acks = [a for a in self.acks.get(alert_id, []) if _ts(a["acked_at"]) <= at]
