@@ -15,6 +15,7 @@ import asyncio
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from schemas.models import KINDS, SEVERITY_ORDER, Alert
+from schemas.models import KINDS, SEVERITY_ORDER, Alert, SectionHour
 from services.aggregator.rules import Measures, level_for, load_rules
 from services.api.app import create_app as create_api
 from services.api.settings import ApiSettings
@@ -245,6 +246,21 @@ async def _oldest_hour_in_states(dep: Deployment) -> float:
         await consumer.stop()
 
 
+async def _hour_records(dep: Deployment) -> list[Any]:
+    consumer = make_consumer(dep.settings(), dep.prefix + "section-hours")
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        while True:
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=10)
+            if not batch:
+                return out
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+
+
 def test_the_picture_at_past_hours_equals_a_brute_force_rebuild_and_survives_a_restart(
     deployment: Deployment,
     start_worker: Callable[..., Worker],
@@ -312,6 +328,21 @@ def test_the_picture_at_past_hours_equals_a_brute_force_rebuild_and_survives_a_r
         assert resp.status_code == 422, (bad, resp.text)
         [error] = resp.json()["errors"]
         assert error["field"] == "query.at" and problem in error["reason"], (bad, error)
+
+    # On the wire: one record per (section, hour) touched, keyed and stamped with the
+    # hour's end (retention counts from it), matching the contract.
+    records = asyncio.run(_hour_records(deployment))
+    hours_posted = {(e["section_id"], int(_ts(e["observed_at"]) // HOUR) * HOUR) for e in events}
+    docs = [SectionHour.model_validate_json(r.value) for r in records]
+    assert {(d.section_id, int(d.start.timestamp())) for d in docs} == hours_posted
+    for r, d in zip(records, docs, strict=True):
+        start = int(d.start.timestamp())
+        assert r.key == f"{d.section_id}|{start}".encode() == d.key.encode()
+        assert r.timestamp == (start + HOUR) * 1000
+    # One record per batch that touched an hour, never one per event: an hour's events
+    # reach the worker in one or two posts (they are in time order), so one or two.
+    per_hour = Counter((d.section_id, d.start) for d in docs)
+    assert set(per_hour.values()) <= {1, 2}, per_hour.most_common(3)
 
     # A restarted API rebuilds the same history from Kafka. Most of those hours were
     # never in any state (a state carries its last 24 hours, all at wall-clock time):
