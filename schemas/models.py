@@ -255,10 +255,10 @@ class SectionState(_Strict):
 
 
 class SectionHour(_Strict):
-    """The counts of one section in one clock hour, on ``bw.section-hours`` (key =
-    ``key``: compacted, so the topic keeps the latest counts of every hour; deleted
-    15 d after the hour). The history API rebuilds the picture of any hour of the
-    last 7 days from it."""
+    """The counts of one section in one clock hour older than the 24 its state
+    carries, on ``bw.section-hours`` (key = ``key``: compacted, so the topic keeps
+    the latest counts of every hour; deleted 15 d after the hour). With the states,
+    the history API rebuilds the picture of any hour of the last 7 days from it."""
 
     schema_version: Literal[1] = 1
     key: str = Field(

@@ -17,9 +17,12 @@ state per section per second, 200 sections, 120 M records of ~3 KiB) read by
 every API at start-up, and a state carries only its last 24 hours, so the hours
 of a backfill or of late events older than that would never be in any of them.
 The hours topic holds one record per (section, hour): 200 sections x 360 hours
-= 72,000 small records whatever the event volume, and the aggregator sends one
-per touched hour per batch (never per event), off the input path (its
-publisher). Retention is 15 days, not 7: ``counts_7d`` at the oldest hour of
+= 72,000 small records whatever the event volume. The aggregator sends an
+hour only once the state no longer carries it: as the clock moves it out of
+the state's 24 hours (one record per section per hour, from its timer), or
+when a batch touches an hour already out of them (a backfill, late events:
+one per such hour per batch, never per event); live traffic sends none. So
+the newest 24 hours come from the latest state, the older ones from the topic. Retention is 15 days, not 7: ``counts_7d`` at the oldest hour of
 the slider reaches 7 days further back, plus a day of grace.
 
 What "at ``at``" means, hour by hour (the history is hourly):

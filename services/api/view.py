@@ -7,8 +7,9 @@ Sections of the catalogue that have no state yet show zero counts.
 A state carries only its section's last 24 hourly buckets, so the view also
 keeps, per section, the latest counts of every clock hour of the last 15 days
 (``history.KEEP_HOURS``), from two sources: the hourly series of the states it
-applies, and ``bw.section-hours``, where the aggregator publishes the latest
-counts of every hour a batch touched (the newest ``version`` of an hour wins).
+applies (the last 24 hours), and ``bw.section-hours``, where the aggregator
+publishes each hour once a state no longer carries it, and again if a later
+event changes it (the newest ``version`` of an hour wins).
 That topic is compacted per (section, hour) and kept 15 days, so a restarted
 API finds the whole history again, including the hours of a backfill or of late
 events that no state ever carried. The section detail serves up to 168 of
