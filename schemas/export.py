@@ -22,6 +22,7 @@ from schemas.models import (
     FieldEventBatch,
     ReportAnalysis,
     ReportEvent,
+    SectionHour,
     SectionState,
 )
 
@@ -31,6 +32,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "field-event": FieldEvent,
     "field-event-batch": FieldEventBatch,
     "section-state": SectionState,
+    "section-hour": SectionHour,
     "alert": Alert,
     "alert-ack": AlertAck,
     "report-event": ReportEvent,

@@ -254,6 +254,27 @@ class SectionState(_Strict):
     updated_at: AwareDatetime
 
 
+class SectionHour(_Strict):
+    """The counts of one section in one clock hour older than the 24 its state
+    carries, on ``bw.section-hours`` (key = ``key``: compacted, so the topic keeps
+    the latest counts of every hour; deleted 15 d after the hour). With the states,
+    the history API rebuilds the picture of any hour of the last 7 days from it."""
+
+    schema_version: Literal[1] = 1
+    key: str = Field(
+        pattern=r"^[A-Z]{2}-[A-Z0-9]{2,10}\|[0-9]{1,12}$",
+        description="The Kafka key: `{section_id}|{start as epoch seconds}`.",
+    )
+    section_id: SectionId
+    start: AwareDatetime = Field(description="Start of the hour (UTC, on the hour).")
+    counts: WindowCounts = Field(description="Events counted in that hour, per kind.")
+    version: int = Field(
+        ge=0,
+        description="The section's state version when these counts were published; "
+        "readers keep the highest per key.",
+    )
+
+
 class AlertStatus(StrEnum):
     firing = "firing"
     resolved = "resolved"

@@ -1,6 +1,6 @@
 """The ``borderwatch`` command.
 
-borderwatch up [--demo] [--tls]  start the whole system on the embedded broker
+borderwatch up [--demo [--seed N]] [--tls]  start the whole system on the embedded broker
     [--brokers 3]                 ... on a replicated 3-node KRaft cluster
     [--workers N --ingest N --api N]  several processes of each service
 borderwatch broker install       fetch the Kafka jars (once)
@@ -151,6 +151,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.runtime.tls import ensure_local_tls
 
     settings = load_settings(UpSettings)
+    if getattr(args, "seed", None) is not None and not args.demo:
+        raise ConfigError("--seed chooses the demo's events: give it with --demo")
     # Validate operator files before starting anything.
     Catalogue.load(settings.sections_file)
     load_rules(settings.rules_file)
@@ -335,7 +337,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         ingest_url = f"{scheme}://127.0.0.1:{ports['ingest']}"
         api_url = f"{scheme}://127.0.0.1:{ports['api']}"
         if args.demo:
-            demo_argv = [py, "-m", "services.demo", "--ingest-url", ingest_url]
+            # --api-url: on kept data, each section is backfilled only after its last event.
+            demo_argv = [
+                py,
+                "-m",
+                "services.demo",
+                "--ingest-url",
+                ingest_url,
+                "--api-url",
+                api_url,
+            ]
+            if args.seed is not None:
+                demo_argv += ["--seed", str(args.seed)]
             if token:
                 demo_argv += ["--token", token]
             if tls is not None:
@@ -710,7 +723,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start broker, aggregator, ingest and API")
-    up.add_argument("--demo", action="store_true", help="also post realistic demo events")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="also post realistic demo events: 7 days of history first, then live",
+    )
+    up.add_argument(
+        "--seed", type=int, help="with --demo: the same seed gives the same demo events"
+    )
     up.add_argument("--data-dir", help="where broker data, tokens and logs live (BW_DATA_DIR)")
     up.add_argument(
         "--kafka-port",

@@ -39,6 +39,7 @@ from services.aggregator.state import (
     SectionAggregate,
     checkpoint_key,
     checkpoint_partition,
+    hour_records,
     is_core_key,
     partition_key,
 )
@@ -247,6 +248,10 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
             alert["status"],
             alert["summary"],
         )
+    for hour_key, value, timestamp in hour_records(key.decode(), outbox):
+        await producer.send(
+            topics.section_hours, value, key=hour_key, timestamp_ms=int(timestamp * 1000)
+        )
     if outbox["state"] is not None:
         await producer.send(topics.section_state, orjson.dumps(outbox["state"]), key=key)
         STATES_PUBLISHED.inc()
@@ -290,6 +295,17 @@ async def publish_outboxes() -> None:
     try:
         await publisher.run()
     except Exception as exc:
+        if app.should_stop:
+            # Stopping: the producer may stop before this task does (a tick can queue
+            # outboxes after the revoke's drain). Nothing is lost: the outboxes are in
+            # the table, and whoever restores those sections sends them.
+            log.warning(
+                "stopping with %d section outboxes unsent (%r); their sections' next "
+                "owner sends them from the table",
+                publisher.pending,
+                exc,
+            )
+            return
         log.exception("publishing section states failed; stopping the worker")
         await app.crash(exc)
         raise

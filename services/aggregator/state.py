@@ -201,6 +201,9 @@ class SectionAggregate:
     partition: int | None = None
     last_by_kind: dict[str, float] = field(default_factory=dict)
     created_at: float = 0.0
+    # Every hour before this one that the section held has been sent to
+    # bw.section-hours (None: not yet, e.g. kept from before that topic existed).
+    hours_before: int | None = None
     # The last publication (state + alert transitions, as JSON-ready dicts). It is
     # stored with the core before it is sent, so a worker that restores this
     # aggregate after a crash can send it again (identical duplicates only). Once
@@ -231,6 +234,7 @@ class SectionAggregate:
                 "partition": self.partition,
                 "last_by_kind": self.last_by_kind,
                 "created_at": self.created_at,
+                "hours_before": self.hours_before,
                 "outbox": None if self.outbox_sent else self.outbox,
             }
         )
@@ -275,6 +279,7 @@ class SectionAggregate:
                 partition=data.get("partition"),
                 last_by_kind=data.get("last_by_kind", {}),
                 created_at=data.get("created_at", 0.0),
+                hours_before=data.get("hours_before"),
                 outbox=data.get("outbox"),
             )
         if "buckets" in data:  # written before the segments existed (format 1)
@@ -342,13 +347,19 @@ class BatchOutcome:
 
 @dataclass
 class Publication:
-    """What one update of a section asks the worker to send."""
+    """What one update of a section asks the worker to send.
+
+    ``hours``: the clock hours this update changed, as ``[hour start, counts]``
+    (non-zero kinds only, so an outbox kept in the core stays small), for
+    ``bw.section-hours``; :func:`hour_records` expands them."""
 
     state_doc: dict[str, Any] | None
     alerts: list[Alert]
+    hours: list[list[Any]] = field(default_factory=list)
+    version: int = field(default=0, compare=False)
 
     def __bool__(self) -> bool:
-        return self.state_doc is not None or bool(self.alerts)
+        return self.state_doc is not None or bool(self.alerts) or bool(self.hours)
 
     @property
     def state(self) -> SectionState | None:
@@ -358,10 +369,33 @@ class Publication:
     def to_outbox(self) -> dict[str, Any] | None:
         if not self:
             return None
-        return {
+        out: dict[str, Any] = {
             "state": self.state_doc,
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
         }
+        if self.hours:
+            out["hours"] = self.hours
+            out["version"] = self.version
+        return out
+
+
+def hour_records(section_id: str, outbox: dict[str, Any]) -> list[tuple[bytes, bytes, float]]:
+    """The ``bw.section-hours`` records of an outbox: (key, value, timestamp), the
+    timestamp being the hour's end, so retention counts from when the hour is over."""
+    out = []
+    version = int(outbox.get("version", 0))
+    for start, counts in outbox.get("hours", ()):
+        key = f"{section_id}|{start}"
+        doc = {
+            "schema_version": 1,
+            "key": key,
+            "section_id": section_id,
+            "start": _iso_bucket(start),
+            "counts": _full(counts),
+            "version": version,
+        }
+        out.append((key.encode(), orjson.dumps(doc), float(start + windows.HOUR)))
+    return out
 
 
 def _iso(ts: float) -> str:
@@ -479,6 +513,15 @@ class Engine:
         if not agg.created_at:
             agg.created_at = now
         self._expire(agg, now)
+        touched = sorted({b - b % windows.HOUR for b, _ in agg.dedupe.dirty})
+        if touched and touched[0] < agg.created_at:
+            # Watched since the oldest hour it counted, if that is before its first
+            # refresh: a section whose sensors reported 13 h ago and then nothing
+            # is silent now, also to a worker that has just been (re)built from
+            # the input or that receives a backfill (silence rules measure from
+            # ``since``, which would otherwise keep them quiet for a whole window).
+            agg.created_at = float(touched[0])
+        hours = self._hours_to_send(agg, now, touched)
         measures = Measures(
             agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
         )
@@ -486,11 +529,50 @@ class Engine:
         state = self._state(agg, section, measures)
         fingerprint = _fingerprint(state)
         if fingerprint == agg.fingerprint and not alerts:
-            return Publication(None, [])
+            return Publication(None, [], hours, agg.version)
         agg.version += 1
         agg.fingerprint = fingerprint
         state["version"] = agg.version
-        return Publication(state, alerts)
+        return Publication(state, alerts, hours, agg.version)
+
+    def _hours_to_send(
+        self, agg: SectionAggregate, now: float, touched: list[int]
+    ) -> list[list[Any]]:
+        """The clock hours to send to ``bw.section-hours`` with this update, with their
+        whole counts: the hours that the published state does not carry.
+
+        A state carries its last 24 hours (compacted, the latest per section), so
+        an hour needs a record of its own only once it is older than that: when
+        the clock moves it out of the state's window (one record per section per
+        hour, from the timer, zeros included), or when a batch touches an hour
+        already out of it (a backfill, late events; one per touched hour per
+        batch). Live traffic, which touches the current hours, sends none.
+        """
+        hour = windows.HOUR
+        first = windows.bucket_start(now, hour) - 23 * hour  # the state's oldest hour
+        starts = {h for h in touched if h < first}
+        before, agg.hours_before = agg.hours_before, first
+        floor = first - self.keep_seconds
+        if before is None:
+            # First look (a new section, or one kept from before the topic existed):
+            # every hour held that the state does not carry.
+            starts.update(b - b % hour for b in agg.buckets if floor <= b < first)
+        elif first > before:
+            starts.update(range(max(before, floor - floor % hour), first, hour))
+        if not starts:
+            return []
+        return [[s, self._hour_counts(agg, s)] for s in sorted(starts)]
+
+    def _hour_counts(self, agg: SectionAggregate, start: int) -> dict[str, int]:
+        """One clock hour's counts (non-zero kinds), over buckets of any width."""
+        if self.bucket_seconds == windows.HOUR:
+            return {k: n for k, n in agg.buckets.get(start, {}).items() if n}
+        counts: dict[str, int] = {}
+        for b, per_kind in agg.buckets.items():
+            if start <= b < start + windows.HOUR:
+                for k, n in per_kind.items():
+                    counts[k] = counts.get(k, 0) + n
+        return {k: n for k, n in counts.items() if n}
 
     def _expire(self, agg: SectionAggregate, now: float) -> None:
         """Drop buckets, and the event ids counted in them, that no window (nor

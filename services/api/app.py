@@ -20,12 +20,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 
+from services.aggregator.rules import load_rules
 from services.api.alertmanager import AlertmanagerPusher, client_auth, client_verify
 from services.api.audit import AuditTrail
 from services.api.audit import router as audit_router
 from services.api.consumer import Source, ViewConsumer
 from services.api.feeds import Hub
 from services.api.guard import REST_RATE_LIMITED, FeedGuard
+from services.api.history import Rebuilder
 from services.api.routes import router
 from services.api.settings import ApiSettings
 from services.api.view import View
@@ -58,6 +60,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         max_alerts=settings.max_alerts,
         recent_events=settings.recent_events,
         recent_reports=settings.recent_reports,
+        # The aggregator's rules: a past hour's level is what their ladders give.
+        rebuilder=Rebuilder(catalogue, load_rules(settings.rules_file)),
     )
     hub = Hub(
         settings.feed_queue_size,
@@ -123,6 +127,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     audit = AuditLog("api", topics.audit, lambda: make_producer(settings, linger_ms=5))
     sources = [
         Source(topics.section_state, "section_state", "beginning", view.apply_state),
+        Source(topics.section_hours, "section_hour", "beginning", view.apply_hour),
         Source(topics.alerts, "alert", "beginning", view.apply_alert),
         Source(topics.alert_acks, "ack", "beginning", view.apply_ack),
         Source(topics.field_events, "field_events", settings.recent_events, view.apply_field_batch),

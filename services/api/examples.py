@@ -159,6 +159,60 @@ ASSESSMENT: dict[str, Any] = {
     "assessed_at": "2026-11-22T09:00:05+00:00",
 }
 
+# GET /api/v1/state?at=2026-11-30T02:00:00Z: the picture rebuilt at a past hour.
+PICTURE_AT: dict[str, Any] = {
+    "at": "2026-11-30T02:00:00Z",
+    "sections": [
+        {
+            **SECTION,
+            "level": "medium",
+            "counts_1h": {**_QUIET, "detection": 9, "crossing_attempt": 9},
+            "counts_24h": {**_COUNTS, "crossing_attempt": 52, "detection": 55},
+            "last_event_at": "2026-11-30T01:47:10Z",
+            "firing_alerts": ["crossings-24h.LV-KRA.2"],
+            "version": 0,
+            "updated_at": "2026-11-30T02:00:00Z",
+        }
+    ],
+    "countries": [
+        {
+            "country": "LV",
+            "level": "medium",
+            "sections": 5,
+            "counts_1h": {**_QUIET, "detection": 9, "crossing_attempt": 9},
+            "counts_24h": {**_COUNTS, "crossing_attempt": 52, "detection": 55},
+            "counts_7d": {**_COUNTS, "crossing_attempt": 164, "detection": 190},
+            "firing_alerts": 1,
+        }
+    ],
+    "firing_alerts": [
+        {
+            **ALERT,
+            "alert_id": "crossings-24h.LV-KRA.2",
+            "seq": 1,
+            "severity": "medium",
+            "value": 52,
+            "threshold": 50,
+            "started_at": "2026-11-30T01:10:04+00:00",
+            "updated_at": "2026-11-30T01:10:04+00:00",
+            "summary": "LV-KRA: 52 crossing attempts in 24 h ≥ medium threshold 50",
+            "acked": False,
+            "acks": 0,
+        }
+    ],
+}
+
+AT_ERROR: dict[str, Any] = {
+    "detail": "invalid request",
+    "errors": [
+        {
+            "field": "query.at",
+            "reason": "2026-11-20T02:00:00Z is older than the 7 days of history "
+            "(the oldest is 2026-11-23T09:14:02Z)",
+        }
+    ],
+}
+
 
 def example(value: Any, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"application/json": {"example": value}}}}

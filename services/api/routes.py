@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from schemas.models import KINDS, SEVERITY_ORDER, AckRequest, AlertAck, Kind, Severity
@@ -42,6 +44,7 @@ from services.api.feeds import (
     frames,
 )
 from services.api.guard import FeedGuard
+from services.api.history import HistoryError, parse_at
 from services.api.view import HISTORY_HOURS, View
 from services.common.auth import Principal, Refusal, authenticate, require
 
@@ -73,17 +76,64 @@ def _view(request: Request) -> View:
 @router.get(
     "/api/v1/state",
     tags=["state"],
-    summary="The whole picture: sections, per-country roll-ups, firing alerts",
-    responses=example(
-        {
-            "sections": [examples.SECTION],
-            "countries": [examples.COUNTRY],
-            "firing_alerts": [examples.ALERT],
-        }
-    ),
+    summary="The whole picture: sections, per-country roll-ups, firing alerts; now or at "
+    "any moment of the last 7 days",
+    description="Without `at`: the live picture. With `at`: the picture as it was then, "
+    "rebuilt from Kafka (the hourly counts of `bw.section-hours` and the alert "
+    "transitions of `bw.alerts`), in the same shape plus `at`. History is hourly: "
+    "every hour that started before `at` counts whole; each section's `level` is what "
+    "the alert rules' ladders give its counts then; `firing_alerts` are the alerts "
+    "whose latest transition at or before `at` was firing.",
+    responses={
+        200: {
+            "description": "The picture",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "live": {
+                            "summary": "Now (no at)",
+                            "value": {
+                                "sections": [examples.SECTION],
+                                "countries": [examples.COUNTRY],
+                                "firing_alerts": [examples.ALERT],
+                            },
+                        },
+                        "history": {
+                            "summary": "At a past hour (?at=2026-11-30T02:00:00Z)",
+                            "value": examples.PICTURE_AT,
+                        },
+                    }
+                }
+            },
+        },
+        422: {
+            "description": "at is malformed (not RFC 3339 with an offset), in the future, "
+            "or older than 7 days",
+            "content": {"application/json": {"example": examples.AT_ERROR}},
+        },
+    },
 )
-async def whole_picture(request: Request, principal: ReadScope) -> dict[str, Any]:
-    return scope.picture(principal, _view(request).picture())
+async def whole_picture(
+    request: Request,
+    principal: ReadScope,
+    at: Annotated[
+        str | None,
+        Query(
+            description="An RFC 3339 date-time with an offset (e.g. 2026-11-30T22:00:00Z) "
+            "within the last 7 days: the picture as it was then.",
+            max_length=64,
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    if at is None:
+        return scope.picture(principal, _view(request).picture())
+    try:
+        moment = parse_at(at, time.time())
+    except HistoryError as exc:
+        raise RequestValidationError(
+            [{"loc": ("query", "at"), "msg": str(exc), "type": "value_error"}]
+        ) from None
+    return scope.picture(principal, _view(request).picture_at(moment))
 
 
 @router.get(

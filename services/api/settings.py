@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from services.common.settings import HttpServiceSettings
+from services.common.settings import DEFAULT_CONFIG_DIR, HttpServiceSettings
 
 # uvicorn flags the API runs with (``borderwatch up``, docker-compose.yml, the benchmark).
 # permessage-deflate compresses every frame once per client, in the event loop: with
@@ -17,6 +17,11 @@ UVICORN_FLAGS = ("--ws-per-message-deflate", "false")
 
 class ApiSettings(HttpServiceSettings):
     port: int = Field(8080, ge=1, le=65535)
+    rules_file: Path = Field(
+        DEFAULT_CONFIG_DIR / "rules.yaml",
+        description="Alert rules (YAML), the aggregator's: the history API gives a past "
+        "hour the level that their ladders give its counts.",
+    )
     feed_queue_size: int = Field(
         1000,
         ge=10,

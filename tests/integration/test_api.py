@@ -337,9 +337,9 @@ def test_a_client_that_reconnects_with_its_cursor_gets_exactly_what_it_missed(
                 for line in lines
                 if line.startswith(("bw_api_view_lag_records{", "bw_api_view_lag_seconds "))
             }
-            # 8 topics (state, alerts, acks, field events, reports, analyses, assessments,
-            # audit) + the seconds.
-            return gauges if len(gauges) == 9 and not any(gauges.values()) else {}
+            # 9 topics (state, hours, alerts, acks, field events, reports, analyses,
+            # assessments, audit) + the seconds.
+            return gauges if len(gauges) == 10 and not any(gauges.values()) else {}
 
         # Operators see how far the view is behind Kafka: nothing, now.
         await asyncio.to_thread(wait_until, caught_up, 10, "lag gauges reading 0")

@@ -455,6 +455,11 @@ def test_every_audited_action_is_on_the_audit_topic_and_readable_by_admins(
                 wanted <= {r["action"] for r in trail()}
                 and {r["service"] for r in trail() if r["action"] == "auth.refused"}
                 >= {"ingest", "api"}
+                # The revoked token's refusal is the API's last record: wait for it too.
+                and any(
+                    r["action"] == "auth.refused" and r["actor"]["token_id"] == temp_id
+                    for r in trail()
+                )
             ),
             15,
             "every audited action on the audit topic",

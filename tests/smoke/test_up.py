@@ -174,6 +174,18 @@ def test_up_demo_shows_counts_then_stops_cleanly(data_dir: Path, ups: list[Up]) 
         time.sleep(0.2)
     first_visible = time.monotonic() - up.started
     assert total > 0, f"no demo counts in the API after 60 s\n{up.output}"
+    # Every country, within the same minute (the demo backfills 7 days first).
+    countries = up.get(api + "/api/v1/countries", token)
+    while time.monotonic() < deadline:
+        countries = up.get(api + "/api/v1/countries", token)
+        if countries and all(sum(c["counts_24h"].values()) > 0 for c in countries):
+            break
+        time.sleep(0.5)
+    assert {c["country"] for c in countries if sum(c["counts_24h"].values())} == {
+        "LV",
+        "LT",
+        "PL",
+    }, countries
     print(
         f"\n[figure] borderwatch up --demo -> first demo event visible in the API: {first_visible:.1f}s"
     )

@@ -50,6 +50,7 @@ TOPIC_CONTRACTS = {
     "report-events": ("report-event", "country"),
     "dead-letter": ("dead-letter", "token_id"),
     "section-state": ("section-state", "section_id"),
+    "section-hours": ("section-hour", "key"),
     "alerts": ("alert", "alert_id"),
     "alert-acks": ("alert-ack", "alert_id"),
     "report-analysis": ("report-analysis", "country"),

@@ -99,6 +99,28 @@ def test_silence_fires_only_for_sections_with_sensors_and_resolves_on_an_event()
     assert [a.status for a in engine.refresh(kra, NOW + 32 * 60).alerts] == ["resolved"]
 
 
+def test_silence_counts_from_the_oldest_hour_counted_when_it_is_older_than_the_first_look() -> None:
+    rule = SilenceRule(id="quiet", type="silence", kinds=["detection"], minutes=720)
+    catalogue = Catalogue([_section("LV-KRA", ["thermal_camera"]), _section("LV-SIL", ["radar"])])
+    engine = Engine(catalogue, [rule])
+    kra = SectionAggregate("LV-KRA")
+    assert engine.refresh(kra, NOW).alerts == []  # first look, no events: not silent
+    # A backfill: the sensors reported from 7 days ago until 13 hours ago.
+    _feed(
+        engine,
+        kra,
+        [_events("detection", NOW - 7 * 24 * HOUR), _events("detection", NOW - 13 * HOUR)],
+    )
+    fired = engine.refresh(kra, NOW + 1).alerts
+    assert [(a.status, a.value) for a in fired] == [("firing", 780)]
+    # A section whose only event is recent is not silent for that reason.
+    kuz = SectionAggregate("LV-SIL")
+    engine.refresh(kuz, NOW)
+    _feed(engine, kuz, [_events("detection", NOW - 60)])
+    assert engine.refresh(kuz, NOW + 11 * HOUR).alerts == []
+    assert engine.refresh(kuz, NOW + 12 * HOUR).alerts != []  # until it is silent 12 h
+
+
 def test_a_redelivered_event_id_is_counted_once() -> None:
     engine = Engine(CAT, [])
     agg = SectionAggregate("LV-KRA")

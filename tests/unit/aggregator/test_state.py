@@ -7,11 +7,12 @@ import random
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.models import KINDS, AlertStatus
+from schemas.models import KINDS, AlertStatus, SectionHour
 from services.aggregator import windows
 from services.aggregator.rules import ThresholdRule
 from services.aggregator.state import (
@@ -19,6 +20,7 @@ from services.aggregator.state import (
     Engine,
     Publication,
     SectionAggregate,
+    hour_records,
     restore_all,
 )
 from services.common.catalogue import Catalogue
@@ -182,12 +184,14 @@ def test_version_grows_by_one_per_visible_change_and_nothing_is_sent_otherwise(
     agg = SectionAggregate(section_id="LV-KRA")
     _apply(engine, agg, 0, _event(count=1))
     assert _published(engine.refresh(agg, NOW)).version == 1
+    agg.writes()  # as the worker does after each refresh: the touched hours go once
 
     assert engine.refresh(agg, NOW) == Publication(None, [])
     assert engine.refresh(agg, NOW + 60) == Publication(None, [])  # same hour, same counts
 
     _apply(engine, agg, 1, _event(count=1))
     assert _published(engine.refresh(agg, NOW + 120)).version == 2
+    agg.writes()
 
     _apply(engine, agg, 1, _event(count=1))  # a replay changes nothing
     assert engine.refresh(agg, NOW + 180) == Publication(None, [])
@@ -238,6 +242,72 @@ def test_rolling_counts_fall_and_the_alert_resolves_on_the_wall_clock(engine: En
     _apply(engine, agg, 1, _event(ts=NOW + 23 * HOUR, count=12))
     [again] = engine.refresh(agg, NOW + 23 * HOUR + 60).alerts
     assert (again.alert_id, again.seq, again.severity) == ("crossings-24h.LV-KRA.2", 1, "low")
+
+
+def test_hours_the_state_does_not_carry_are_sent_once_with_their_whole_counts(
+    engine: Engine,
+) -> None:
+    agg = SectionAggregate(section_id="LV-KRA")
+    old_hour = CURRENT - 50 * HOUR  # outside the 24 h a state carries
+    # A backfill in time order: an old hour, then the current one.
+    _apply(engine, agg, 0, _event(ts=old_hour + 10, count=2), _event("detection", old_hour + 20, 4))
+    _apply(engine, agg, 1, _event(ts=NOW, count=3))
+
+    # The old hour goes to section-hours; the current one rides in the state.
+    pub = engine.refresh(agg, NOW)
+    assert pub.hours == [[old_hour, {"crossing_attempt": 2, "detection": 4}]]
+    assert _published(pub).hourly[-1].counts.crossing_attempt == 3
+    outbox = pub.to_outbox()
+    assert outbox is not None
+    [(key, value, timestamp)] = hour_records("LV-KRA", outbox)
+    assert (key, timestamp) == (b"LV-KRA|%d" % old_hour, old_hour + HOUR)
+    doc = SectionHour.model_validate_json(value)
+    assert doc.counts.detection == 4 and doc.counts.crossing_attempt == 2
+    assert doc.start.timestamp() == old_hour and doc.version == pub.version == 1
+    agg.writes()
+
+    # Live events (the hours the state carries) send no hour record; nor does a tick.
+    _apply(engine, agg, 2, _event(ts=NOW, count=1))
+    assert engine.refresh(agg, NOW + 1).hours == []
+    agg.writes()
+    assert engine.refresh(agg, NOW + 60).hours == []
+    # A late event into an hour out of the state's window sends that hour, whole.
+    _apply(engine, agg, 3, _event(ts=CURRENT - 24 * HOUR + 5, count=1))
+    agg.watermark = None  # (as if it came first: this test is about the hours, not grace)
+    _apply(engine, agg, 4, _event(ts=CURRENT - 24 * HOUR + 5, count=1))
+    assert engine.refresh(agg, NOW + 61).hours == [[CURRENT - 24 * HOUR, {"crossing_attempt": 1}]]
+    agg.writes()
+
+    # The clock moves on: each hour that leaves the state's window is sent as it
+    # closed, zeros included; three hours later, three records.
+    pub = engine.refresh(agg, CURRENT + 3 * HOUR)
+    assert [h[0] for h in pub.hours] == [CURRENT - 23 * HOUR + i * HOUR for i in range(3)]
+    assert [h[1] for h in pub.hours] == [{}, {}, {}]
+    assert _published(pub).hourly[0].start.timestamp() == CURRENT - 20 * HOUR
+    agg.writes()
+    assert engine.refresh(agg, CURRENT + 3 * HOUR + 60).hours == []
+    # ...and 23 hours after that, the current hour of the start, with its counts.
+    pub = engine.refresh(agg, CURRENT + 24 * HOUR)
+    assert pub.hours[-1] == [CURRENT, {"crossing_attempt": 4}]
+
+
+def test_a_section_kept_from_before_the_hours_topic_sends_its_old_hours_once(
+    engine: Engine,
+) -> None:
+    agg = SectionAggregate(section_id="LV-KRA")
+    _apply(engine, agg, 0, _event(ts=NOW - 40 * HOUR, count=5), _event(ts=NOW, count=1))
+    engine.refresh(agg, NOW)
+    agg.writes()
+    stored = orjson.loads(agg.core_bytes())
+    del stored["hours_before"]  # a core written before this field existed
+    again = SectionAggregate.restore("LV-KRA", orjson.dumps(stored), [])
+    again.dedupe = agg.dedupe
+    again.buckets = agg.buckets
+    assert engine.refresh(again, NOW + 1).hours == [
+        [windows.bucket_start(NOW - 40 * HOUR, HOUR), {"crossing_attempt": 5}]
+    ]
+    again.writes()
+    assert engine.refresh(again, NOW + 2).hours == []
 
 
 def test_old_buckets_expire_after_the_longest_window_and_grace(engine: Engine) -> None:

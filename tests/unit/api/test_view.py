@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.models import KINDS
+from services.api.history import KEEP_HOURS
 from services.api.view import View
 from services.common.catalogue import Catalogue
 from services.common.settings import DEFAULT_CONFIG_DIR
@@ -158,11 +159,12 @@ def _hourly_state(sid: str, hour: int, crossings: int) -> dict[str, Any]:
     return state
 
 
-def test_the_hourly_history_keeps_7_days_and_stays_bounded() -> None:
+def test_the_hourly_history_keeps_15_days_and_stays_bounded() -> None:
     view = View(CAT)
     for hour in range(1000):
         view.apply_state(_hourly_state("LV-SIL", hour, hour))
-        assert len(view.history["LV-SIL"]) <= 168 + 48 + 24
+        # 15 days: the 7 of the history API plus the 7 its oldest counts_7d reach back.
+        assert len(view.history["LV-SIL"]) <= KEEP_HOURS + 48 + 24
     series = view.hourly("LV-SIL", 168)
     assert len(series) == 168
     # Each bucket as the newest state that carried it counted it.
