@@ -6,7 +6,6 @@ posted with event times hours apart, the aggregator's hourly buckets, the API's
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,27 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
-from services.api import routes
 from tests.e2e.conftest import ApiServer, axe_violations
 from tests.integration.conftest import Deployment, Worker, event
 
 pytestmark = pytest.mark.integration
 
-# Until branch issue-13b (the route's `at` parameter) is merged, the API answers
-# today's picture without `at`, and this test fails on that: expected, strictly.
-# With the route in place it runs as any other test.
-ROUTE_HAS_AT = "at" in inspect.signature(routes.whole_picture).parameters
-
 LIVE_MS = 30_000
 ALERT_ID = "e2e-history.LV-KRA.1"
 
 
-@pytest.mark.xfail(
-    not ROUTE_HAS_AT,
-    reason="GET /api/v1/state?at= comes with branch issue-13b",
-    raises=KeyError,
-    strict=True,
-)
 def test_the_slider_shows_an_earlier_picture_and_live_returns(
     deployment: Deployment,
     start_worker: Callable[..., Worker],
