@@ -51,7 +51,7 @@ run: install ## start the whole system on the embedded broker, with demo data
 helm: ## helm for the chart tests, built from the Go module proxy (once; skipped when present)
 	./scripts/install-helm.sh
 
-test: install helm system-deps ## run the whole test suite (unit, integration on real Kafka, e2e, smoke)
+test: install helm system-deps audit ## make audit, then the whole test suite (unit, integration on real Kafka, e2e, smoke)
 	$(BIN)/pytest
 
 unit: install ## unit tests only (no network)
