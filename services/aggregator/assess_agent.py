@@ -61,6 +61,7 @@ class _Reader:
         self.ready = False
         self.apply = {
             topics.section_state: picture.apply_state,
+            topics.section_hours: picture.apply_hour,
             topics.report_analysis: picture.apply_analysis,
             topics.alerts: picture.apply_alert,
             topics.assessment: picture.apply_assessment,

@@ -377,6 +377,22 @@ class Tracker:
         del self.open[key]
         return self._alert(key, current, "resolved", now, now)
 
+    def lapse(
+        self, rule: str, country: str, metric: str, now: datetime, why: str
+    ) -> dict[str, Any] | None:
+        """Resolve the open episode of (rule, country, metric), if any, because no
+        official figure can be compared any more (``why``): the newest figure aged
+        past the rule's ``max_age_hours``, or its hours are no longer held. Without
+        this an episode whose figure can no longer be checked stayed firing."""
+        key = (rule, country, metric)
+        current = self.open.pop(key, None)
+        if current is None:
+            return None
+        current.seq += 1
+        return self._alert(
+            key, current, "resolved", now, now, summary=f"{current.last.summary()}; {why}: resolved"
+        )
+
     def _alert(
         self,
         key: tuple[str, str, str],
@@ -384,6 +400,7 @@ class Tracker:
         status: str,
         now: datetime,
         resolved_at: datetime | None,
+        summary: str | None = None,
     ) -> dict[str, Any]:
         rule, country, _metric = key
         c = ep.last
@@ -402,5 +419,5 @@ class Tracker:
             "started_at": ep.started_at.isoformat(),
             "updated_at": now.isoformat(),
             "resolved_at": resolved_at.isoformat() if resolved_at else None,
-            "summary": c.summary(),
+            "summary": summary or c.summary(),
         }

@@ -10,12 +10,13 @@ the last ``HELD`` (7 d + grace).
 **Hourly history.** A state carries only its last 24 hourly buckets, so a
 weekend, week or ``N days`` figure needs older hours: the picture keeps, per
 section, every bucket it has seen in the states it applied (the newest state's
-copy of a bucket wins) for ``HELD``, in memory, as the API's view does for its
-history. That is the only source: after a restart the assessor holds what
-``bw.section-state`` still has (a compacted topic may have dropped older
-versions), and a period whose hours are not all held is not compared, with the
-reason kept in :attr:`Picture.not_compared` and logged, never compared against
-a partial count.
+copy of a bucket wins) and in ``bw.section-hours`` (the hours states no longer
+carry; those records win over states) for ``HELD``, in memory. Both topics are
+read whole at start-up, so the hours survive a restart. A period whose hours
+are not all held is not compared, with the reason kept in
+:attr:`Picture.not_compared` and logged, never compared against a partial
+count; an open discrepancy episode whose figures can no longer be compared
+resolves, saying why (``Tracker.lapse``).
 """
 
 from __future__ import annotations
@@ -68,13 +69,31 @@ class Picture:
             return
         held = self.history.setdefault(sid, {})
         for point in hourly:
-            held[datetime.fromisoformat(point["start"]).timestamp()] = point
+            start = datetime.fromisoformat(point["start"]).timestamp()
+            old = held.get(start)
+            if old is not None and "version" in old:
+                continue  # from bw.section-hours: newer than any state carrying the hour
+            held[start] = point
         # Pruned only when well over the bound, so a state costs 24 inserts, not a scan.
         newest = datetime.fromisoformat(hourly[-1]["start"]).timestamp()
         if len(held) > HELD / timedelta(hours=1) + 48:
             cutoff = newest - HELD.total_seconds()
             for start in [t for t in held if t < cutoff]:
                 del held[start]
+
+    def apply_hour(self, hour: dict[str, Any]) -> None:
+        """One record of ``bw.section-hours``: an hour the section's state no longer
+        carries (or an older hour a batch changed), sent by the aggregator with the
+        version of the state that left it out, so newer than any state carrying
+        it; the newest record of an hour wins. Read whole at start-up, it gives
+        the assessor its 7 days of hours back after a restart."""
+        start = datetime.fromisoformat(hour["start"]).timestamp()
+        held = self.history.setdefault(hour["section_id"], {})
+        old = held.get(start)
+        version = int(hour.get("version", 0))
+        if old is not None and int(old.get("version", -1)) > version:
+            return
+        held[start] = {"start": hour["start"], "counts": hour["counts"], "version": version}
 
     def apply_analysis(self, analysis: dict[str, Any]) -> None:
         self.analyses.pop(analysis["report_id"], None)
@@ -122,6 +141,8 @@ class Picture:
                         for f in a.get("figures", ())
                     )
                 )
+                compared = False
+                reasons: list[str] = []
                 for analysis in candidates:
                     skipped: list[NotCompared] = []
                     found = [
@@ -129,13 +150,26 @@ class Picture:
                         for c in evaluate(rule, analysis, states, now, self.history, skipped)
                         if c.country == country
                     ]
-                    self._not_compared(s for s in skipped if s.country == country)
+                    mine = [s for s in skipped if s.country == country]
+                    self._not_compared(mine)
+                    reasons += [s.reason for s in mine]
                     if found:
+                        compared = True
                         transition = self.tracker.apply(found[0], now)
                         if transition is not None:
                             self.apply_alert(transition)
                             out.append(transition)
                         break
+                if not compared:
+                    why = (
+                        f"no official figure can be compared any more ({reasons[0]})"
+                        if reasons
+                        else f"no official figure of the last {rule.max_age_hours:g} h"
+                    )
+                    lapsed = self.tracker.lapse(rule.id, country, rule.metric, now, why)
+                    if lapsed is not None:
+                        self.apply_alert(lapsed)
+                        out.append(lapsed)
         return out
 
     def _not_compared(self, skipped: Iterable[NotCompared]) -> None:

@@ -171,3 +171,81 @@ def test_the_history_is_bounded_to_the_held_window() -> None:
     held = p.history["LV-KRA"]
     assert len(held) <= 7 * 24 + 2 + 48
     assert min(held) >= (NOW - timedelta(days=7, hours=3, minutes=30)).timestamp() - 48 * 3600
+
+
+def hour_records(sid: str, hours: int, per_hour: Callable[[datetime], int]) -> list[dict[str, Any]]:
+    """``bw.section-hours`` records of ``sid`` for the ``hours`` before the last 24
+    (what the aggregator sends as hours leave the state), newer versions than any state."""
+    top = NOW.replace(minute=0) - timedelta(hours=1)
+    out = []
+    for back in range(hours - 1, 23, -1):
+        start = top - timedelta(hours=back)
+        out.append(
+            {
+                "schema_version": 1,
+                "key": f"{sid}|{int(start.timestamp())}",
+                "section_id": sid,
+                "start": start.isoformat(),
+                "counts": {**dict.fromkeys(KINDS, 0), "crossing_attempt": per_hour(start)},
+                "version": 10_000 + back,
+            }
+        )
+    return out
+
+
+def test_after_a_restart_the_section_hours_give_the_assessor_its_week_back() -> None:
+    """A restarted assessor sees only each section's newest state (24 h) on the
+    compacted state topic; bw.section-hours holds the older hours."""
+    newest = {s: states_over(s, 96, in_weekend(1))[-1] for s in ("LV-KRA", "LV-SIL")}
+    p = Picture([RULE])
+    for s in newest.values():
+        p.apply_state(s)
+    p.apply_analysis(report(WEEKEND_457, "en"))
+    assert p.discrepancies(NOW, ["LV"]) == []
+    (skipped,) = p.not_compared.values()  # the weekend's hours are not held
+    assert "of the period's 48 hourly buckets are not held" in skipped.reason
+
+    q = Picture([RULE])
+    for sid in newest:
+        for record in hour_records(sid, 96, in_weekend(1)):
+            q.apply_hour(record)
+    for s in newest.values():  # read in any order: a state never beats an hour record
+        q.apply_state(s)
+    q.apply_analysis(report(WEEKEND_457, "en"))
+    (fired,) = q.discrepancies(NOW, ["LV"])
+    assert (fired["value"], fired["threshold"], fired["window"]) == (96, 457, "weekend")
+
+
+def test_an_older_state_never_overwrites_an_hour_record() -> None:
+    p = Picture([RULE])
+    (record,) = hour_records("LV-KRA", 25, lambda t: 7)
+    p.apply_hour(record)
+    start = datetime.fromisoformat(record["start"]).timestamp()
+    stale = {**record, "counts": {**record["counts"], "crossing_attempt": 1}, "version": 3}
+    p.apply_hour(stale)
+    p.apply_state(
+        {
+            "section_id": "LV-KRA",
+            "country": "LV",
+            "version": 1,
+            "hourly": [{"start": record["start"], "counts": stale["counts"]}],
+        }
+    )
+    assert p.history["LV-KRA"][start]["counts"]["crossing_attempt"] == 7
+
+
+def test_a_discrepancy_whose_figure_can_no_longer_be_compared_resolves_saying_why() -> None:
+    p = Picture([RULE])
+    p.apply_state(versioned("LV-KRA", 0, 1))
+    p.apply_analysis(report(LV_57, "lv"))
+    (fired,) = p.discrepancies(NOW, ["LV"])
+    assert fired["status"] == "firing"
+    # Still the newest figure a day later: it is still compared, still firing.
+    assert p.discrepancies(NOW + timedelta(hours=24), ["LV"]) == []
+    # Past the rule's max_age_hours (48 h) nothing can be compared: the episode ends.
+    later = NOW + timedelta(hours=RULE.max_age_hours + 25)
+    (lapsed,) = p.discrepancies(later, ["LV"])
+    assert lapsed["status"] == "resolved" and lapsed["alert_id"] == fired["alert_id"]
+    assert lapsed["seq"] == fired["seq"] + 1 and p.firing == {}
+    assert f"no official figure of the last {RULE.max_age_hours:g} h" in lapsed["summary"]
+    assert p.discrepancies(later + timedelta(minutes=1), ["LV"]) == []
