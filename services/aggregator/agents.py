@@ -342,6 +342,10 @@ def _forget() -> None:
     # lagging checkpoint is safe, see _checkpoint).
     _pending_checkpoints.clear()
     _checkpoint_written.clear()
+    # Held-back states of sections that may have moved: their owner publishes them
+    # (its first refresh of each, or the tick).
+    _held.clear()
+    _last_state.clear()
     _segment_index = None
     _cursors.reset()
 
@@ -403,8 +407,10 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
             if r is not None:
                 received.setdefault(key, []).append(r)
     outboxes = []
+    mono = time.monotonic()
     for key, agg in touched.items():
-        pub = engine.refresh(agg, now)
+        hold = _hold_back(key, mono)
+        pub = engine.refresh(agg, now, state=not hold)
         if not _store(key, agg, pub):
             # Not written: its partition's checkpoint must not pass its record.
             if agg.partition is not None:
@@ -412,8 +418,12 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
             continue
         if pub:
             outboxes.append((key, agg.outbox))
-            if pub.state_doc is not None:  # issue 12: observed when this version is sent
-                publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
+        if pub.state_doc is not None:  # issue 12: observed when this version is sent
+            publish_latency.counted(key, pub.state_doc["version"], received.get(key, []))
+            _state_sent(key, mono)
+        elif hold:
+            _held.setdefault(key, _last_state[key] + settings.state_publish_interval)
+            publish_latency.counted(key, agg.version + 1, received.get(key, []))
     _checkpoint(done)
     await changelog.send()
     for kind, n in outcome.by_kind.items():
@@ -425,6 +435,54 @@ async def _handle(batch: Iterable[Any], now: float) -> None:
     if outcome.late:
         EVENTS_LATE.inc(outcome.late)
     await _publish(outboxes)
+
+
+# BW_STATE_PUBLISH_INTERVAL: when each section's state last went out (monotonic
+# seconds), and the sections whose state is held back, with when it is due.
+_last_state: dict[bytes, float] = {}
+_held: dict[bytes, float] = {}
+
+
+def _hold_back(key: bytes, mono: float) -> bool:
+    """Whether to hold this section's state back: it went out less than
+    ``state_publish_interval`` ago (an alert transition still goes at once)."""
+    interval = settings.state_publish_interval
+    if interval <= 0:
+        return False
+    last = _last_state.get(key)
+    return last is not None and mono - last < interval
+
+
+def _state_sent(key: bytes, mono: float) -> None:
+    if settings.state_publish_interval > 0:
+        _last_state[key] = mono
+        _held.pop(key, None)
+
+
+async def publish_held() -> None:
+    """Publish the held-back states that are due (one full refresh each: whatever
+    changed since the last publication goes out as one state)."""
+    if app.rebalancing or not _held:
+        return
+    async with _turn:
+        if app.rebalancing:
+            return
+        mono, now = time.monotonic(), time.time()
+        outboxes = []
+        for key in [k for k, due in _held.items() if due <= mono]:
+            del _held[key]
+            agg = _load(key)
+            pub = engine.refresh(agg, now)
+            if pub and _store(key, agg, pub):
+                outboxes.append((key, agg.outbox))
+                if pub.state_doc is not None:
+                    _state_sent(key, mono)
+        await changelog.send()
+        await _publish(outboxes)
+
+
+if settings.state_publish_interval > 0:
+    app.timer(interval=max(0.05, settings.state_publish_interval / 4))(publish_held)
 
 
 def _start_cursor(partition: int, now: float = float("-inf")) -> int:
@@ -615,6 +673,8 @@ async def _tick() -> None:
                 pub = engine.refresh(agg, now)
                 if pub and _store(key, agg, pub):
                     outboxes.append((key, agg.outbox))
+                    if pub.state_doc is not None:
+                        _state_sent(key, time.monotonic())
             await changelog.send()
             await _publish(outboxes)
             published += len(outboxes)

@@ -44,6 +44,14 @@ class AggregatorSettings(CommonSettings):
         description="Seconds between writes of an input partition's checkpoint (where a "
         "successor resumes; one that lags only means more replay, which counts nothing).",
     )
+    state_publish_interval: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Publish a section's state at most once per this many seconds (0: "
+        "every update); alert transitions are never held back. Bounds the states a "
+        "hot section sends the API (and every feed client) in a surge.",
+    )
     session_timeout: float = Field(
         6.0, gt=0, description="Consumer group session timeout; the first join waits half of it."
     )

@@ -504,9 +504,14 @@ class Engine:
         if ts > agg.last_by_kind.get(kind, 0.0):
             agg.last_by_kind[kind] = ts
 
-    def refresh(self, agg: SectionAggregate, now: float) -> Publication:
+    def refresh(self, agg: SectionAggregate, now: float, state: bool = True) -> Publication:
         """Expire old buckets, evaluate the rules at ``now`` and build the state to
-        publish if anything a reader can see has changed."""
+        publish if anything a reader can see has changed.
+
+        ``state=False`` (a publication held back by ``BW_STATE_PUBLISH_INTERVAL``):
+        the rules are still evaluated, and an alert transition still comes with
+        its state, at once; without one no state is built, and the next full
+        refresh publishes whatever changed meanwhile."""
         section = self.catalogue.get(agg.section_id)
         if section is None:  # removed from the catalogue since: keep counting, no rules
             return Publication(None, [])
@@ -526,14 +531,16 @@ class Engine:
             agg.buckets, now, self.bucket_seconds, agg.last_by_kind, agg.created_at or now
         )
         alerts = self._evaluate(agg, section, measures)
-        state = self._state(agg, section, measures)
-        fingerprint = _fingerprint(state)
+        if not state and not alerts:
+            return Publication(None, [], hours, agg.version)
+        doc = self._state(agg, section, measures)
+        fingerprint = _fingerprint(doc)
         if fingerprint == agg.fingerprint and not alerts:
             return Publication(None, [], hours, agg.version)
         agg.version += 1
         agg.fingerprint = fingerprint
-        state["version"] = agg.version
-        return Publication(state, alerts, hours, agg.version)
+        doc["version"] = agg.version
+        return Publication(doc, alerts, hours, agg.version)
 
     def _hours_to_send(
         self, agg: SectionAggregate, now: float, touched: list[int]

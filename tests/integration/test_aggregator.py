@@ -475,3 +475,42 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
     expected = _expected(events, rules)
     _wait_for_picture(api, expected, "exact counts after the hand-over", deployment)
+
+
+def test_a_publish_interval_coalesces_a_hot_sections_states_but_never_holds_an_alert(
+    deployment: Deployment,
+    start_worker: Callable[..., Worker],
+    ingest: TestClient,
+    api: TestClient,
+    tmp_path: Path,
+) -> None:
+    """BW_STATE_PUBLISH_INTERVAL=1: 40 one-event posts to one section over ~2 s give
+    a handful of states, not 40; the last is exact; the alert the 10th event fires
+    is on bw.alerts (with its state) as soon as that event is counted."""
+    rules = _rules_file(
+        tmp_path,
+        "rules:\n  - id: hot\n    type: threshold\n    kinds: [detection]\n"
+        "    window: 1h\n    sections: [LV-KRA]\n    severity: {high: 10}\n    hysteresis: 0\n",
+    )
+    worker = start_worker(BW_RULES_FILE=str(rules), BW_STATE_PUBLISH_INTERVAL="1")
+    now = datetime.now(UTC)
+    started = time.monotonic()
+    for _ in range(40):
+        resp = ingest.post("/v1/field-events", json=[event("LV-KRA", "detection", 1, now)])
+        assert resp.status_code == 202, resp.text
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    wait_until(
+        lambda: api.get("/api/v1/sections/LV-KRA").json()["counts_1h"]["detection"] == 40,
+        20,
+        "the held-back state to go out",
+    )
+    states = _states_on_topic(deployment, {"LV-KRA"})["LV-KRA"]
+    assert states[-1][1] == 40
+    # One per second at most (plus the first, sent at once, and the alert's own).
+    assert len(states) <= took + 3, (len(states), took, states)
+    assert _counted(worker) == 40
+    (fired,) = read_alerts(deployment, expect_at_least=1)
+    # Evaluated when the 10th event was counted, not at the next full refresh (by
+    # then more events had come, every 50 ms): alerts are never held back.
+    assert (fired["alert_id"], fired["status"], fired["value"]) == ("hot.LV-KRA.1", "firing", 10)
