@@ -83,7 +83,14 @@ def cluster_deployment(kafka_cluster: EmbeddedCluster) -> Deployment:
     """A test's own topics on the 3-node cluster (3 copies, min.insync.replicas 2)."""
     tag = uuid.uuid4().hex[:10]
     dep = Deployment(kafka_cluster.bootstrap, prefix=f"c{tag}.", app_id=f"agg-{tag}")
-    asyncio.run(ensure_topics(dep.settings(), dep.partitions))
+    # Every node must count all three brokers first: on a loaded machine a broker
+    # can miss its 3 s session with the controller for a moment, and the default
+    # replication (by the brokers alive) would then give the topics 2 copies.
+    kafka_cluster.wait_ready(90)
+    settings = dep.settings().model_copy(
+        update={"topic_replication_factor": kafka_cluster.size, "topic_min_insync_replicas": 2}
+    )
+    asyncio.run(ensure_topics(settings, dep.partitions))
     return dep
 
 

@@ -933,8 +933,17 @@ def test_a_country_scoped_token_sees_only_its_country_on_every_route_and_feed(
             return out
 
         got = asyncio.run(live())
-        seen = [(m["type"], m["payload"].get("section_id")) for m in got["lv"]]
-        assert [s for s in seen if s[0] != "heartbeat"] == [("section_state", "LV-KRA")], seen
+        # The LV token's own ack of the LV-ALL alert (above) may reach the feed only
+        # now, when the API's reader is behind: that one belongs to LV.
+        seen = [
+            (m["type"], m["payload"].get("section_id"))
+            for m in got["lv"]
+            if m["type"] != "heartbeat"
+            and not (
+                m["type"] == "ack" and m["payload"]["alert_id"] == "official-vs-field.LV-ALL.1"
+            )
+        ]
+        assert seen == [("section_state", "LV-KRA")], got["lv"]
         every_types = {(m["type"], m["payload"].get("section_id")) for m in got["every"]}
         for wanted in (("section_state", "PL-KUZ"), ("alert", "PL-KUZ"), ("ack", None)):
             assert wanted in every_types, (wanted, every_types)
