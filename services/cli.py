@@ -146,7 +146,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
     from services.common.kafka import ensure_topics, replication_for
-    from services.runtime.broker import EmbeddedCluster, EmbeddedKafka, free_port, install
+    from services.runtime.broker import (
+        EmbeddedCluster,
+        EmbeddedKafka,
+        free_port,
+        install,
+        replication_defaults,
+    )
     from services.runtime.supervisor import Child, ChildFailed, Supervisor
     from services.runtime.tls import ensure_local_tls
 
@@ -218,6 +224,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             broker.wait_ready(timeout=settings.ready_timeout)
             bootstrap = broker.bootstrap
         kafka_settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        if not external and counts["brokers"] > 1:
+            # The cluster's size is known: ask for its copies outright, so a broker
+            # that misses a heartbeat while the topics are made cannot leave them
+            # (and the worker's changelog) with fewer.
+            factor, min_insync = replication_defaults(counts["brokers"])
+            kafka_settings = kafka_settings.model_copy(
+                update={
+                    "topic_replication_factor": settings.topic_replication_factor or factor,
+                    "topic_min_insync_replicas": settings.topic_min_insync_replicas or min_insync,
+                }
+            )
         # Checked against the cluster before any topic is made (a ConfigError if
         # the settings ask for more copies than there are brokers).
         replication = asyncio.run(replication_for(kafka_settings))
