@@ -612,7 +612,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "list":
-        rows = list_tokens(path)
+        side = os.environ.get("BW_TOKENS_LAST_USED_FILE")
+        rows = list_tokens(path, Path(side) if side else None)
         if args.json:
             import json
 

@@ -202,7 +202,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.view = view
     app.state.hub = hub
     app.state.tokens = TokenStore.load(
-        settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
+        settings.tokens_file,
+        settings.tokens.get_secret_value() if settings.tokens else None,
+        last_used_file=settings.tokens_last_used_file,
     )
     app.state.auth_enabled = settings.auth_enabled
     app.state.audit = audit

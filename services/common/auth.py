@@ -211,12 +211,16 @@ class TokenStore:
         flush_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        last_used_file: Path | None = None,
     ) -> None:
         self._entries: dict[str, TokenEntry] = {
             k: v if isinstance(v, TokenEntry) else TokenEntry(k, v[0], v[1])
             for k, v in entries.items()
         }
         self._path = path
+        # Where "last used" goes: beside the tokens file unless set (a read-only
+        # tokens file, e.g. a Kubernetes Secret, needs a writable place).
+        self._last_used_file = last_used_file
         self._env = env_entries or {}
         self._reload_seconds = reload_seconds
         self._flush_seconds = flush_seconds
@@ -329,9 +333,14 @@ class TokenStore:
             return
         self._unflushed = False
         try:
-            merge_last_used(self._path, self.last_used)
+            merge_last_used(self._path, self.last_used, self._last_used_file)
         except OSError as exc:  # a read-only mount must not fail requests
-            log.warning("cannot record last use of tokens in %s: %s", self._path, exc)
+            log.warning(
+                "cannot record last use of tokens in %s: %s (BW_TOKENS_LAST_USED_FILE sets "
+                "a writable place)",
+                self._last_used_file or last_used_path(self._path),
+                exc,
+            )
 
 
 # --- the tokens file, as the CLI edits it ----------------------------------------------
@@ -364,8 +373,8 @@ def _raw(path: Path) -> list[dict[str, Any]]:
     return list(raw)
 
 
-def merge_last_used(tokens_file: Path, used: dict[str, datetime]) -> None:
-    side = last_used_path(tokens_file)
+def merge_last_used(tokens_file: Path, used: dict[str, datetime], side: Path | None = None) -> None:
+    side = side or last_used_path(tokens_file)
     with _locked(side):
         try:
             current = json.loads(side.read_text(encoding="utf-8")) if side.exists() else {}
@@ -511,11 +520,11 @@ def rotate_token(
     return token, {k: v for k, v in entry.items() if k != "hash"}
 
 
-def list_tokens(path: Path) -> list[dict[str, Any]]:
+def list_tokens(path: Path, last_used_file: Path | None = None) -> list[dict[str, Any]]:
     """Every token's id, label, scopes, countries (empty: all), created, expires,
     revoked, last used; never a hash or a secret."""
     existing = _raw(path)
-    side = last_used_path(path)
+    side = last_used_file or last_used_path(path)
     try:
         used = json.loads(side.read_text(encoding="utf-8")) if side.exists() else {}
     except json.JSONDecodeError:

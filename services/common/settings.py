@@ -165,6 +165,12 @@ class HttpServiceSettings(CommonSettings):
         description="Token hashes and scopes (JSON), written by `borderwatch token create`.",
     )
     tokens: SecretStr | None = Field(None, description="Extra token entries as JSON (containers).")
+    tokens_last_used_file: Path | None = Field(
+        None,
+        description="Where tokens' last-used times are merged (default: beside the tokens "
+        "file, `<tokens file>.last-used.json`). Set a writable path when the tokens file "
+        "is read-only, e.g. mounted from a Kubernetes Secret.",
+    )
     tls_cert_file: Path | None = Field(
         None, description="Server certificate (PEM, with its chain): serve https/wss only."
     )

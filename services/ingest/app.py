@@ -46,7 +46,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     catalogue = Catalogue.load(settings.sections_file)
     tokens = TokenStore.load(
-        settings.tokens_file, settings.tokens.get_secret_value() if settings.tokens else None
+        settings.tokens_file,
+        settings.tokens.get_secret_value() if settings.tokens else None,
+        last_used_file=settings.tokens_last_used_file,
     )
     topics = Topics(settings.topic_prefix)
     audit = AuditLog("ingest", topics.audit, lambda: make_producer(settings, linger_ms=5))

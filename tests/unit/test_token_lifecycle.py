@@ -162,6 +162,26 @@ def test_last_used_is_flushed_periodically_not_per_request(tmp_path: Path) -> No
     assert path.read_text(encoding="utf-8").count(token.split("_")[1]) == 1
 
 
+def test_a_read_only_tokens_file_records_last_use_where_it_is_told(tmp_path: Path) -> None:
+    """A tokens file mounted read-only (a Kubernetes Secret): BW_TOKENS_LAST_USED_FILE
+    sends "last used" elsewhere, and nothing is written beside the tokens file."""
+    secret = tmp_path / "secret"
+    path = secret / "tokens.json"
+    token = create_token(path, ["read"])
+    before = sorted(p.name for p in secret.iterdir())
+    elsewhere = tmp_path / "tmp" / "tokens.last-used.json"
+    clock = Clock()
+    store = TokenStore.load(path, clock=clock, flush_seconds=30, last_used_file=elsewhere)
+    assert store.verify(token) is not None
+    clock.t += 30
+    assert store.verify(token) is not None
+    token_id = token.split("_")[1]
+    assert set(json.loads(elsewhere.read_text(encoding="utf-8"))) == {token_id}
+    assert sorted(p.name for p in secret.iterdir()) == before
+    assert list_tokens(path, elsewhere)[0]["last_used_at"] is not None
+    assert list_tokens(path)[0]["last_used_at"] is None
+
+
 def test_the_cli_lifecycle_never_shows_a_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

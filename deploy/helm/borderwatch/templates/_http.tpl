@@ -63,6 +63,9 @@ spec:
               value: "true"
             - name: BW_TOKENS_FILE
               value: /etc/borderwatch/tokens/tokens.json
+            # The Secret is read-only: "last used" goes to the pod's /tmp (per pod).
+            - name: BW_TOKENS_LAST_USED_FILE
+              value: /tmp/tokens.last-used.json
             {{- with .env }}
             {{- . | nindent 12 }}
             {{- end }}
