@@ -180,6 +180,23 @@ AXE = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / "axe-cor
 AXE_VERSION = "4.14.1"
 
 
+def crossing_rules(tmp_path: Path, rule_id: str, sections: str, high: int) -> Path:
+    """A rules file with one 24 h threshold rule on crossing attempts (the e2e tests'
+    alert): ``sections`` an id or glob, ``high`` its one threshold."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        f"  - id: {rule_id}\n"
+        "    type: threshold\n"
+        "    kinds: [crossing_attempt]\n"
+        "    window: 24h\n"
+        f"    sections: ['{sections}']\n"
+        f"    severity: {{high: {high}}}\n",
+        encoding="utf-8",
+    )
+    return rules
+
+
 def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
     """axe-core's violations of ``impacts`` on the page as it is now, one line per rule.
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ApiServer, axe_violations
+from tests.e2e.conftest import ApiServer, axe_violations, crossing_rules
 from tests.integration.conftest import Deployment, Worker, event
 
 pytestmark = pytest.mark.integration
@@ -48,17 +48,7 @@ def test_keyboard_and_axe_at_1920x1080_and_1280x800(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n"
-        "  - id: e2e-a11y\n"
-        "    type: threshold\n"
-        "    kinds: [crossing_attempt]\n"
-        "    window: 24h\n"
-        "    sections: ['LV-KRA']\n"
-        "    severity: {high: 50}\n",
-        encoding="utf-8",
-    )
+    rules = crossing_rules(tmp_path, "e2e-a11y", "LV-KRA", 50)
     start_worker(BW_RULES_FILE=str(rules))
     resp = ingest.post(
         "/v1/field-events", json=[event("LV-KRA", "crossing_attempt", 55, datetime.now(UTC))]

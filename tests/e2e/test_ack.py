@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
 from services.common.auth import create_token
-from tests.e2e.conftest import ApiServer
+from tests.e2e.conftest import ApiServer, crossing_rules
 from tests.integration.conftest import Deployment, Worker, event, wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,17 +48,7 @@ def test_an_ack_in_one_page_shows_in_another_within_2_s(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n"
-        "  - id: e2e-ack\n"
-        "    type: threshold\n"
-        "    kinds: [crossing_attempt]\n"
-        "    window: 24h\n"
-        "    sections: ['LV-KRA']\n"
-        "    severity: {high: 50}\n",
-        encoding="utf-8",
-    )
+    rules = crossing_rules(tmp_path, "e2e-ack", "LV-KRA", 50)
     start_worker(BW_RULES_FILE=str(rules))
     tokens_file = api_server.settings.tokens_file
     assert tokens_file is not None

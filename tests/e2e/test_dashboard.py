@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 
 from services.common.catalogue import Catalogue
 from services.common.settings import DEFAULT_CONFIG_DIR
-from tests.e2e.conftest import ApiServer
+from tests.e2e.conftest import ApiServer, crossing_rules
 from tests.integration.conftest import Deployment, Worker, event
 
 pytestmark = pytest.mark.integration
@@ -45,17 +45,7 @@ def test_dashboard_follows_the_live_picture(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n"
-        "  - id: e2e-crossings\n"
-        "    type: threshold\n"
-        "    kinds: [crossing_attempt]\n"
-        "    window: 24h\n"
-        "    sections: ['LV-*']\n"
-        "    severity: {high: 50}\n",
-        encoding="utf-8",
-    )
+    rules = crossing_rules(tmp_path, "e2e-crossings", "LV-*", 50)
     start_worker(BW_RULES_FILE=str(rules))
     catalogue = Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml")
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ApiServer, axe_violations
+from tests.e2e.conftest import ApiServer, axe_violations, crossing_rules
 from tests.integration.conftest import Deployment, Worker, event
 
 pytestmark = pytest.mark.integration
@@ -33,17 +33,7 @@ def test_the_slider_shows_an_earlier_picture_and_live_returns(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n"
-        "  - id: e2e-history\n"
-        "    type: threshold\n"
-        "    kinds: [crossing_attempt]\n"
-        "    window: 24h\n"
-        "    sections: ['LV-KRA']\n"
-        "    severity: {high: 30}\n",
-        encoding="utf-8",
-    )
+    rules = crossing_rules(tmp_path, "e2e-history", "LV-KRA", 30)
     # Events five hours old still count (the default grace is 2 h).
     start_worker(BW_RULES_FILE=str(rules), BW_GRACE_SECONDS="43200")
     now = datetime.now(UTC)
