@@ -525,6 +525,28 @@ def authenticate(app_state: Any, token: str | None, conn: Any) -> Principal | Re
     return result
 
 
+def principal_of(request: Request, scope: str) -> Principal:
+    """The request's principal, which must hold ``scope``: raises HTTPException 401
+    without a token or with a wrong, revoked or expired one, 403 when the token lacks
+    ``scope``. What :func:`require` checks, callable outside FastAPI's dependency
+    solving (ingest's pure-ASGI door)."""
+    result = authenticate(request.app.state, token_from_request(request), request)
+    if isinstance(result, Refusal):
+        detail = "missing or invalid bearer token (Authorization: Bearer <token>)"
+        if result.reason in ("revoked", "expired"):
+            detail = f"this bearer token is {result.reason}"
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=detail,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if scope not in result.scopes:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
+        )
+    return result
+
+
 def require(
     scope: str,
 ) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
@@ -540,20 +562,7 @@ def require(
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> Principal:
-        result = authenticate(request.app.state, token_from_request(request), request)
-        if isinstance(result, Refusal):
-            detail = "missing or invalid bearer token (Authorization: Bearer <token>)"
-            if result.reason in ("revoked", "expired"):
-                detail = f"this bearer token is {result.reason}"
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail=detail,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if scope not in result.scopes:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
-            )
+        result = principal_of(request, scope)
         # The API keeps its per-token REST limiter here (ingest applies its own).
         limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
         if limiter is not None:
