@@ -547,6 +547,28 @@ def principal_of(request: Request, scope: str) -> Principal:
     return result
 
 
+def admitted(request: Request, scope: str) -> Principal:
+    """What :func:`require`'s dependency checks, as a plain call: :func:`principal_of`,
+    then ``app.state.limiter`` when the app keeps one (429 beyond the token's rate)."""
+    result = principal_of(request, scope)
+    # The API keeps its per-token REST limiter here (ingest applies its own).
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is not None:
+        wait = limiter.take(result.token_id)
+        if wait > 0:
+            counted: Callable[[], None] | None = getattr(request.app.state, "on_rate_limited", None)
+            if counted is not None:
+                counted()
+            retry = max(1, math.ceil(wait))
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"more than {limiter.rate:g} requests/s with this token; "
+                f"retry after {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
+    return result
+
+
 def require(
     scope: str,
 ) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
@@ -562,24 +584,6 @@ def require(
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> Principal:
-        result = principal_of(request, scope)
-        # The API keeps its per-token REST limiter here (ingest applies its own).
-        limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
-        if limiter is not None:
-            wait = limiter.take(result.token_id)
-            if wait > 0:
-                counted: Callable[[], None] | None = getattr(
-                    request.app.state, "on_rate_limited", None
-                )
-                if counted is not None:
-                    counted()
-                retry = max(1, math.ceil(wait))
-                raise HTTPException(
-                    status.HTTP_429_TOO_MANY_REQUESTS,
-                    detail=f"more than {limiter.rate:g} requests/s with this token; "
-                    f"retry after {retry}s",
-                    headers={"Retry-After": str(retry)},
-                )
-        return result
+        return admitted(request, scope)
 
     return dependency

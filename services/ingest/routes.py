@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from schemas.models import AuditAction, ReportEvent
 from services.common.audit import actor_of
-from services.common.auth import Principal, principal_of, require
+from services.common.auth import Principal, admitted, require
 from services.common.http import JSONBytes
 from services.common.ratelimit import RateLimiter
 from services.common.topics import Topics
@@ -120,7 +120,7 @@ def within_rate(limiter: RateLimiter, principal: Principal) -> None:
 def admit_now(request: Request, scope: str) -> Principal:
     """What :func:`admit` checks (401/403, then 429), as a plain call: the pure-ASGI
     door of ``POST /v1/field-events`` (``services.ingest.fastpath``) uses it."""
-    principal = principal_of(request, scope)
+    principal = admitted(request, scope)
     within_rate(_ingest(request).limiter, principal)
     return principal
 
