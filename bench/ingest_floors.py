@@ -9,6 +9,9 @@ Prints CPU time per request of:
 - ``kafka``: a bare aiokafka producer with ingest's settings (acks=all, idempotent,
   no linger) on a real embedded broker, 4 senders that each send one record with
   the ``bw-received-ms`` header and wait for its ack;
+- ``stub``: ingest over HTTP as ``bench.ingest --batch 1`` runs it (uvicorn, the same
+  clients and bodies), with its producer replaced by a stub whose sends are
+  acknowledged at once: ingest without Kafka;
 - ``door``: ingest's own code in-process, ``POST /v1/field-events`` through the app
   with authentication on and a stub producer whose sends are acknowledged at
   once (no uvicorn, no Kafka), with the pure-ASGI door and without it.
@@ -37,6 +40,8 @@ import httpx
 import orjson
 import psutil  # type: ignore[import-untyped]
 
+from bench.ingest import make_batches, start_ingest
+from bench.ingest import post_all as bench_post_all
 from services.common.auth import create_token
 from services.common.headers import received_header
 from services.common.kafka import ensure_topics, make_producer
@@ -121,6 +126,44 @@ def http_floor(requests: int) -> float:
             proc.terminate()
             proc.wait(timeout=10)
     return float((after.user + after.system) - (before.user + before.system)) / requests
+
+
+# --- ingest with its producer stubbed ---------------------------------------------------
+
+
+def stubbed_ingest() -> Any:
+    """uvicorn factory (``bench.ingest_floors:stubbed_ingest``): ingest whose producer
+    acknowledges every send at once, so no broker is involved."""
+    from services.ingest.producer import KafkaGate
+
+    async def keep_alive(self: KafkaGate, check_every: float = 0.5) -> None:
+        self._producer = AckedAtOnce()  # type: ignore[assignment]
+        self._connected.set()
+        await asyncio.Event().wait()
+
+    KafkaGate.keep_alive = keep_alive  # type: ignore[method-assign]
+    return create_app()
+
+
+def stub_floor(requests: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="bw-bench-floor-") as tmp:
+        nobody = f"127.0.0.1:{free_port()}"
+        proc, url, token = start_ingest(
+            nobody, "floor.", Path(tmp), app="bench.ingest_floors:stubbed_ingest"
+        )
+        try:
+            bodies = [orjson.dumps(b[0]) for b in make_batches(requests + 200, 1)]
+            asyncio.run(bench_post_all(url, token, bodies[:200], CLIENTS))
+            ps = psutil.Process(proc.pid)
+            before = ps.cpu_times()
+            _, _, latencies, failed = asyncio.run(bench_post_all(url, token, bodies[200:], CLIENTS))
+            after = ps.cpu_times()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    if failed:
+        raise SystemExit(f"{failed} requests to the stubbed ingest were not 202")
+    return float((after.user + after.system) - (before.user + before.system)) / len(latencies)
 
 
 # --- kafka -----------------------------------------------------------------------------
@@ -262,20 +305,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=4000)
     args = parser.parse_args()
-    ms = 1000
     print(f"{args.requests} single-event requests; {CLIENTS} clients/senders", flush=True)
-    print(
-        f"http:  uvicorn + a null ASGI app:            {http_floor(args.requests) * ms:.3f} ms CPU"
-    )
-    print(
-        f"door:  ingest's code, with the door:         {asyncio.run(door_floor(args.requests, True)) * ms:.3f} ms CPU"
-    )
-    print(
-        f"door:  ingest's code, FastAPI route only:    {asyncio.run(door_floor(args.requests, False)) * ms:.3f} ms CPU"
-    )
-    print(
-        f"kafka: bare aiokafka producer, ack per record: {kafka_floor(args.requests) * ms:.3f} ms CPU"
-    )
+    figures = [
+        ("http:  uvicorn + a null ASGI app", lambda: http_floor(args.requests)),
+        ("stub:  ingest over HTTP, producer stubbed", lambda: stub_floor(args.requests)),
+        (
+            "door:  ingest's code, with the door",
+            lambda: asyncio.run(door_floor(args.requests, True)),
+        ),
+        (
+            "door:  ingest's code, FastAPI route only",
+            lambda: asyncio.run(door_floor(args.requests, False)),
+        ),
+        ("kafka: bare aiokafka producer, ack per record", lambda: kafka_floor(args.requests)),
+    ]
+    for name, measure in figures:
+        print(f"{name + ':':48s} {measure() * 1000:.3f} ms CPU per request", flush=True)
 
 
 if __name__ == "__main__":
