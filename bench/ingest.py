@@ -98,7 +98,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_ingest(
-    bootstrap: str, prefix: str, workdir: Path
+    bootstrap: str, prefix: str, workdir: Path, app: str = "services.ingest.app:create_app"
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     tokens = workdir / "tokens.json"
     token = create_token(tokens, ["ingest:field"], "bench")
@@ -119,7 +119,7 @@ def start_ingest(
             sys.executable,
             "-m",
             "uvicorn",
-            "services.ingest.app:create_app",
+            app,
             "--factory",
             "--host",
             "127.0.0.1",

@@ -585,6 +585,50 @@ def authenticate(app_state: Any, token: str | None, conn: Any) -> Principal | Re
     return result
 
 
+def principal_of(request: Request, scope: str) -> Principal:
+    """The request's principal, which must hold ``scope``: raises HTTPException 401
+    without a token or with a wrong, revoked or expired one, 403 when the token lacks
+    ``scope``. What :func:`require` checks, callable outside FastAPI's dependency
+    solving (ingest's pure-ASGI door)."""
+    result = authenticate(request.app.state, token_from_request(request), request)
+    if isinstance(result, Refusal):
+        detail = "missing or invalid bearer token (Authorization: Bearer <token>)"
+        if result.reason in ("revoked", "expired"):
+            detail = f"this bearer token is {result.reason}"
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=detail,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if scope not in result.scopes:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
+        )
+    return result
+
+
+def admitted(request: Request, scope: str) -> Principal:
+    """What :func:`require`'s dependency checks, as a plain call: :func:`principal_of`,
+    then ``app.state.limiter`` when the app keeps one (429 beyond the token's rate)."""
+    result = principal_of(request, scope)
+    # The API keeps its per-token REST limiter here (ingest applies its own).
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is not None:
+        wait = limiter.take(result.token_id)
+        if wait > 0:
+            counted: Callable[[], None] | None = getattr(request.app.state, "on_rate_limited", None)
+            if counted is not None:
+                counted()
+            retry = max(1, math.ceil(wait))
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"more than {limiter.rate:g} requests/s with this token; "
+                f"retry after {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
+    return result
+
+
 def require(
     scope: str,
 ) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
@@ -600,37 +644,6 @@ def require(
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> Principal:
-        result = authenticate(request.app.state, token_from_request(request), request)
-        if isinstance(result, Refusal):
-            detail = "missing or invalid bearer token (Authorization: Bearer <token>)"
-            if result.reason in ("revoked", "expired"):
-                detail = f"this bearer token is {result.reason}"
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail=detail,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if scope not in result.scopes:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
-            )
-        # The API keeps its per-token REST limiter here (ingest applies its own).
-        limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
-        if limiter is not None:
-            wait = limiter.take(result.token_id)
-            if wait > 0:
-                counted: Callable[[], None] | None = getattr(
-                    request.app.state, "on_rate_limited", None
-                )
-                if counted is not None:
-                    counted()
-                retry = max(1, math.ceil(wait))
-                raise HTTPException(
-                    status.HTTP_429_TOO_MANY_REQUESTS,
-                    detail=f"more than {limiter.rate:g} requests/s with this token; "
-                    f"retry after {retry}s",
-                    headers={"Retry-After": str(retry)},
-                )
-        return result
+        return admitted(request, scope)
 
     return dependency

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from schemas.models import AuditAction, ReportEvent
 from services.common.audit import actor_of
-from services.common.auth import Principal, require
+from services.common.auth import Principal, admitted, require
 from services.common.http import JSONBytes
 from services.common.ratelimit import RateLimiter
 from services.common.topics import Topics
@@ -62,6 +62,7 @@ FIELD_EVENTS = "/v1/field-events"
 REPORTS = "/v1/reports"
 DEAD_LETTER = "/v1/dead-letter"
 ROUTES = (FIELD_EVENTS, REPORTS, DEAD_LETTER)
+FIELD_SCOPE = "ingest:field"
 # Requests with at least this many items yield the loop between parsing, checking
 # and producing (see post_field_events).
 YIELD_FROM_ITEMS = 100
@@ -97,20 +98,31 @@ def admit(scope: str) -> Callable[..., Awaitable[Principal]]:
     authenticated = Depends(require(scope))
 
     async def dependency(request: Request, principal: Principal = authenticated) -> Principal:
-        limiter = _ingest(request).limiter
-        wait = limiter.take(principal.token_id)
-        if wait > 0:
-            RATE_LIMITED.inc()
-            retry = max(1, math.ceil(wait))
-            raise HTTPException(
-                429,
-                detail=f"more than {limiter.rate:g} requests/s with this token; "
-                f"retry after {retry}s",
-                headers={"Retry-After": str(retry)},
-            )
+        within_rate(_ingest(request).limiter, principal)
         return principal
 
     return dependency
+
+
+def within_rate(limiter: RateLimiter, principal: Principal) -> None:
+    """Spend one request of the principal's token; HTTPException 429 when it is over."""
+    wait = limiter.take(principal.token_id)
+    if wait > 0:
+        RATE_LIMITED.inc()
+        retry = max(1, math.ceil(wait))
+        raise HTTPException(
+            429,
+            detail=f"more than {limiter.rate:g} requests/s with this token; retry after {retry}s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def admit_now(request: Request, scope: str) -> Principal:
+    """What :func:`admit` checks (401/403, then 429), as a plain call: the pure-ASGI
+    door of ``POST /v1/field-events`` (``services.ingest.fastpath``) uses it."""
+    principal = admitted(request, scope)
+    within_rate(_ingest(request).limiter, principal)
+    return principal
 
 
 # --- documentation ------------------------------------------------------------------
@@ -392,8 +404,14 @@ async def _accept(
     ),
 )
 async def post_field_events(
-    request: Request, principal: Annotated[Principal, Depends(admit("ingest:field"))]
+    request: Request, principal: Annotated[Principal, Depends(admit(FIELD_SCOPE))]
 ) -> Response:
+    return await field_events(request, principal)
+
+
+async def field_events(request: Request, principal: Principal) -> Response:
+    """``POST /v1/field-events`` once the principal is admitted: the one implementation,
+    called by the FastAPI route above and by the pure-ASGI door in front of it."""
     ingest = _ingest(request)
     settings = ingest.settings
     intake = await _intake(
