@@ -31,7 +31,8 @@ events held shows whether it stays flat as the window fills (with RSS); then it
 is killed with SIGKILL and the successor's recovery time is measured (ready,
 and counting a new event).
 
-Prints a table with the ratios and writes ``bench/results/aggregator-<date>.json``.
+Prints a table with the ratios and writes ``bench/results/aggregator-<date>.json``
+(``aggregator-fill-<date>.json`` for a run of ``--fill`` alone).
 Figures, not a pass/fail test.
 """
 
@@ -636,7 +637,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     table(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"aggregator-{datetime.now(UTC):%Y-%m-%d}.json"
+    # A fill-only run (--single 0 --batched 0) has a file of its own, so it does not
+    # replace the day's throughput figures.
+    kind = "aggregator-fill" if results.get("fill") and not results["scenarios"] else "aggregator"
+    path = args.out / f"{kind}-{datetime.now(UTC):%Y-%m-%d}.json"
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
 
