@@ -97,12 +97,9 @@ def percentile(values: list[float], q: float) -> float:
 # --- ingest over HTTP ------------------------------------------------------------------
 
 
-def start_ingest(
-    bootstrap: str, prefix: str, workdir: Path, app: str = "services.ingest.app:create_app"
-) -> tuple[subprocess.Popen[bytes], str, str]:
-    tokens = workdir / "tokens.json"
-    token = create_token(tokens, ["ingest:field"], "bench")
-    port = free_port()
+def _ingest_env(bootstrap: str, prefix: str, tokens: Path) -> dict[str, str]:
+    """The environment of a benchmarked ingest process (the rate limit off: it is a
+    policy, not a cost)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
     env.update(
         {
@@ -113,6 +110,16 @@ def start_ingest(
             "BW_LOG_LEVEL": "WARNING",
         }
     )
+    return env
+
+
+def start_ingest(
+    bootstrap: str, prefix: str, workdir: Path, app: str = "services.ingest.app:create_app"
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    tokens = workdir / "tokens.json"
+    token = create_token(tokens, ["ingest:field"], "bench")
+    port = free_port()
+    env = _ingest_env(bootstrap, prefix, tokens)
     log = (workdir / "ingest.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -158,19 +165,8 @@ def start_ingest_replicas(
     tokens = workdir / "tokens.json"
     token = create_token(tokens, ["ingest:field"], f"bench-{procs}")
     shared = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
-    env.update(
-        {
-            "BW_KAFKA_BOOTSTRAP": bootstrap,
-            "BW_TOPIC_PREFIX": prefix,
-            "BW_TOKENS_FILE": str(tokens),
-            "BW_RATE_LIMIT_PER_SECOND": "0",
-            "BW_LOG_LEVEL": "WARNING",
-            "BW_HOST": "127.0.0.1",
-            "BW_PORT": str(shared),
-            "BW_REUSE_PORT": "true",
-        }
-    )
+    env = _ingest_env(bootstrap, prefix, tokens)
+    env.update({"BW_HOST": "127.0.0.1", "BW_PORT": str(shared), "BW_REUSE_PORT": "true"})
     started: list[subprocess.Popen[bytes]] = []
     own: list[str] = []
     for i in range(procs):
