@@ -208,23 +208,37 @@ def event(section: str, kind: str, count: int, at: datetime) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def ingest(deployment: Deployment) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def ingest_client(dep: Deployment, **overrides: Any) -> Iterator[TestClient]:
+    """An in-process ingest on ``dep``'s topics (authentication off), once ready."""
     settings = IngestSettings(
-        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
+        kafka_bootstrap=dep.bootstrap, topic_prefix=dep.prefix, auth_enabled=False, **overrides
     )
     with TestClient(create_ingest(settings)) as client:
         wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
         yield client
 
 
-@pytest.fixture
-def api(deployment: Deployment) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def api_client(dep: Deployment) -> Iterator[TestClient]:
+    """An in-process API on ``dep``'s topics (authentication off), once its view is ready."""
     settings = ApiSettings(
-        kafka_bootstrap=deployment.bootstrap, topic_prefix=deployment.prefix, auth_enabled=False
+        kafka_bootstrap=dep.bootstrap, topic_prefix=dep.prefix, auth_enabled=False
     )
     with TestClient(create_api(settings)) as client:
         wait_until(lambda: client.get("/readyz").status_code == 200, 30, "API view ready")
+        yield client
+
+
+@pytest.fixture
+def ingest(deployment: Deployment) -> Iterator[TestClient]:
+    with ingest_client(deployment) as client:
+        yield client
+
+
+@pytest.fixture
+def api(deployment: Deployment) -> Iterator[TestClient]:
+    with api_client(deployment) as client:
         yield client
 
 

@@ -40,16 +40,20 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from schemas.models import KINDS
-from services.api.app import create_app as create_api
-from services.api.settings import ApiSettings
 from services.common.catalogue import Catalogue
 from services.common.kafka import partition_layout, under_replicated
 from services.common.settings import DEFAULT_CONFIG_DIR
-from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import IngestSettings
 from services.runtime.broker import EmbeddedCluster, EmbeddedKafka, free_port, tail
 from services.runtime.supervisor import wait_http_ready
-from tests.integration.conftest import REPO, Deployment, Worker, wait_until, worker_starter
+from tests.integration.conftest import (
+    REPO,
+    Deployment,
+    Worker,
+    api_client,
+    ingest_client,
+    wait_until,
+    worker_starter,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,27 +109,15 @@ def start_worker(cluster_deployment: Deployment, tmp_path: Path) -> Iterator[Cal
 
 @pytest.fixture
 def ingest(cluster_deployment: Deployment) -> Iterator[TestClient]:
-    settings = IngestSettings(
-        kafka_bootstrap=cluster_deployment.bootstrap,
-        topic_prefix=cluster_deployment.prefix,
-        auth_enabled=False,
-        rate_limit_per_second=0,
-        produce_timeout=PRODUCE_TIMEOUT,
-    )
-    with TestClient(create_ingest(settings)) as client:
-        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ingest ready")
+    with ingest_client(
+        cluster_deployment, rate_limit_per_second=0, produce_timeout=PRODUCE_TIMEOUT
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def api(cluster_deployment: Deployment) -> Iterator[TestClient]:
-    settings = ApiSettings(
-        kafka_bootstrap=cluster_deployment.bootstrap,
-        topic_prefix=cluster_deployment.prefix,
-        auth_enabled=False,
-    )
-    with TestClient(create_api(settings)) as client:
-        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "API view ready")
+    with api_client(cluster_deployment) as client:
         yield client
 
 
