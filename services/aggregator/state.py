@@ -190,7 +190,7 @@ class Dedupe:
 class SectionAggregate:
     section_id: str
     # counts per bucket and kind: in memory only, the sum of the dedupe segments
-    buckets: windows.Buckets = field(default_factory=dict)
+    buckets: windows.Held = field(default_factory=windows.Held)
     offsets: dict[int, int] = field(default_factory=dict)
     watermark: float | None = None
     last_event_at: float | None = None
@@ -288,7 +288,7 @@ class SectionAggregate:
             for key, raw in segments:
                 _, bucket, n = parse_segment_key(key)
                 agg.dedupe.load(Segment.from_bytes(bucket, n, raw))
-        agg.buckets = agg.dedupe.buckets()
+        agg.buckets = windows.Held(agg.dedupe.buckets())
         return agg
 
     @classmethod
@@ -459,11 +459,19 @@ class Engine:
         bs = self.bucket_seconds
         dedupe = agg.dedupe
         by_kind = outcome.by_kind
-        for event in events:
+        held = agg.buckets
+        totals = held.totals
+        made_to = held.made_to
+        keys = [id_hash(str(event["event_id"])) for event in events]
+        # The record's ids already counted, found in one C-level pass over the big
+        # id index: its cache misses overlap, where one lookup per event in the
+        # loop waits for each (issue 10, point 4: 2x less per lookup at 5 M ids
+        # held). Ids counted further down this loop join ``known`` as they go.
+        known = dedupe.seen.keys() & keys
+        for event, key in zip(events, keys, strict=True):
             ts = datetime.fromisoformat(event["observed_at"]).timestamp()
-            key = id_hash(str(event["event_id"]))
             kind = event["kind"]
-            if key in dedupe:
+            if key in known:
                 # Counted before; its times still move the maxima (idempotently),
                 # so a replay after a crash brings them back exactly.
                 outcome.duplicates += 1
@@ -486,11 +494,18 @@ class Engine:
                 continue
             count = int(event["count"])
             bucket = int(ts // bs) * bs
-            per_kind = agg.buckets.get(bucket)
+            # Held.add, inlined (one event: a few dict operations)
+            per_kind = held.get(bucket)
             if per_kind is None:
-                per_kind = agg.buckets[bucket] = {}
+                per_kind = held.bucket(bucket)
+                made_to = held.made_to
+            if bucket <= made_to:  # a bucket whose cumulative sum is made (a late event)
+                held.stale(bucket)
+                made_to = held.made_to
             per_kind[kind] = per_kind.get(kind, 0) + count
+            totals[kind] = totals.get(kind, 0) + count
             dedupe.add(key, bucket, kind, count)
+            known.add(key)
             self._note_times(agg, kind, ts)
             outcome.counted += 1
             by_kind[kind] = by_kind.get(kind, 0) + 1
@@ -628,7 +643,12 @@ class Engine:
             "counts_1h": _full(measures.window(WINDOW_1H)),
             "counts_24h": _full(measures.window(WINDOW_24H)),
             "counts_7d": _full(measures.window(WINDOW_7D)),
-            "hourly": [{"start": _iso_bucket(start), "counts": _full(c)} for start, c in hourly],
+            # a series point already holds every kind in order, unless a kind
+            # outside the contract came in
+            "hourly": [
+                {"start": _iso_bucket(start), "counts": c if len(c) == _KINDS_N else _full(c)}
+                for start, c in hourly
+            ],
             "last_event_at": _iso(agg.last_event_at) if agg.last_event_at is not None else None,
             "firing_alerts": sorted(e.alert_id for e in agg.episodes.values()),
             "version": max(agg.version, 1),
@@ -637,6 +657,7 @@ class Engine:
 
 
 _ZERO = dict.fromkeys(KINDS, 0)
+_KINDS_N = len(KINDS)
 
 
 def _full(counts: dict[str, int]) -> dict[str, int]:

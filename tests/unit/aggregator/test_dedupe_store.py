@@ -101,6 +101,12 @@ def _counts(engine: Engine, aggs: dict[str, SectionAggregate]) -> dict[str, dict
     for sid in SECTIONS:
         agg = aggs.get(sid) or SectionAggregate(sid)
         out[sid] = windows.window_sum(agg.buckets, NOW, 7 * 24 * HOUR, HOUR)
+        # The buckets' index (windows.Held, kept inline by apply_record) gives
+        # what a plain sum of the same buckets gives, in every window.
+        for window in (HOUR, 2 * HOUR, 24 * HOUR, 7 * 24 * HOUR):
+            held = windows.window_sum(agg.buckets, NOW, window, HOUR)
+            plain = windows.window_sum(dict(agg.buckets), NOW, window, HOUR)
+            assert {k: n for k, n in held.items() if n or k in KINDS} == plain
     return out
 
 

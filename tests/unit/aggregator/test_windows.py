@@ -236,3 +236,64 @@ def test_series_and_expire_agree_with_the_windows(events: list[tuple[str, float,
     assert {k: sum(c[k] for _, c in points) for k in KINDS} == day
     assert windows.window_sum(buckets, NOW, WEEK, HOUR) == _brute_force(events, WEEK)
     assert windows.window_sum(buckets, NOW, DAY, HOUR) == day
+
+
+# Steps for the indexed buckets: add an event, or expire with the clock moved on.
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.sampled_from(KINDS),
+            st.floats(min_value=NOW - 9 * DAY, max_value=NOW + 2 * HOUR, allow_nan=False),
+            st.integers(min_value=1, max_value=10_000),
+        ),
+        st.tuples(st.just("expire"), st.floats(min_value=0, max_value=3 * DAY)),
+    ),
+    max_size=80,
+)
+
+
+def _visible(counts: dict[str, int]) -> dict[str, int]:
+    # A Held sum may show a kind outside the contract with a zero count.
+    return {k: n for k, n in counts.items() if n or k in KINDS}
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, bucket=st.sampled_from([60, 900, HOUR]))
+def test_held_buckets_sum_series_and_expire_as_the_plain_dict(
+    steps: list[tuple[object, ...]], bucket: int
+) -> None:
+    """The index (starts in order, totals per kind) never changes an answer: after
+    any mix of adds (any order) and expiries, every window, the series and the
+    buckets themselves are those of a plain dict given the same steps."""
+    held, plain = windows.Held(), {}
+    now = NOW
+    for step in steps:
+        if step[0] == "add":
+            _, kind, ts, count = step
+            held.add(windows.bucket_start(ts, bucket), kind, count)  # type: ignore[arg-type]
+            windows.add(plain, kind, ts, count, bucket)  # type: ignore[arg-type]
+        else:
+            now += step[1]  # type: ignore[operator]
+            assert windows.expire(held, now, WEEK, bucket) == windows.expire(
+                plain, now, WEEK, bucket
+            )
+        assert held == plain
+        assert held.starts == sorted(plain)
+        # Sums between steps make cumulative sums that later adds must drop.
+        window = (HOUR, DAY, WEEK)[len(held) % 3]
+        assert _visible(windows.window_sum(held, now, window, bucket)) == windows.window_sum(
+            plain, now, window, bucket
+        )
+    for window in (bucket, HOUR, 6 * HOUR, DAY, DAY + HOUR, WEEK, WEEK + 2 * HOUR, 30 * DAY):
+        assert _visible(windows.window_sum(held, now, window, bucket)) == windows.window_sum(
+            plain, now, window, bucket
+        )
+    assert windows.series(held, now, 24, bucket, step_seconds=HOUR) == windows.series(
+        plain, now, 24, bucket, step_seconds=HOUR
+    )
+    rebuilt = windows.Held(plain)
+    assert rebuilt == held and rebuilt.starts == held.starts
+    assert {k: n for k, n in rebuilt.totals.items() if n} == {
+        k: n for k, n in held.totals.items() if n
+    }
