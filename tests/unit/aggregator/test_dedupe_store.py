@@ -12,6 +12,7 @@ event once.
 from __future__ import annotations
 
 import random
+import sys
 import uuid
 from collections import Counter
 from typing import Any
@@ -26,6 +27,7 @@ from services.aggregator.state import (
     CORE_BOUND,
     SEGMENT_IDS,
     BatchOutcome,
+    Dedupe,
     Engine,
     SectionAggregate,
     checkpoint_key,
@@ -223,3 +225,30 @@ def test_a_section_with_a_million_ids_stays_under_the_bound() -> None:
     assert agg.episodes, "the default rules should fire at this volume (episodes in the core)"
     assert largest_core <= CORE_BOUND, largest_core
     assert largest_segment <= 8 * SEGMENT_IDS + 256, largest_segment
+
+
+def test_the_id_index_levels_off_once_the_window_turns_over() -> None:
+    """Once the window is full, ids leave as fast as they come: the index holds one
+    window's ids, and its memory stays within what a dict of them can take (a
+    dict never reuses a deleted entry and, at a resize, sizes for 3x the ids it
+    holds: at most twice the size a dict of them has when filled in one go;
+    ``Dedupe.expire`` copies it back down)."""
+    dedupe = Dedupe()
+    rng = random.Random(3)
+    per_hour, hours = 1_000, 170
+    filled = before = 0
+    shrank = False
+    for hour in range(4 * hours):  # full after 170 hours, then turning over
+        bucket = hour * HOUR
+        for _ in range(per_hour):
+            dedupe.add(rng.getrandbits(63), bucket, "detection", 1)
+        dedupe.expire(bucket - (hours - 1) * HOUR)
+        assert len(dedupe) == min(hour + 1, hours) * per_hour
+        size = sys.getsizeof(dedupe.seen)
+        if hour < hours:
+            filled = max(filled, size)
+        else:
+            assert size <= 2 * filled, hour
+            shrank = shrank or size < before
+        before = size
+    assert shrank, "the index was never copied down to the ids it holds"
