@@ -776,7 +776,12 @@ def _ready() -> bool:
 
 @app.page("/metrics")
 async def metrics(web: Any, request: Any) -> Any:
-    return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+    # ``?name[]=...`` (repeatable) serves only those series, as prometheus_client's
+    # own handlers do: a full page with 200 sections costs milliseconds, and a
+    # benchmark polling it every 20 ms took 31 % of the worker's CPU (py-spy).
+    names = request.query.getall("name[]", [])
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
 
 @app.page("/healthz")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -141,8 +142,10 @@ class Worker:
             timeout=timeout,
         )
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+    def metrics(self, *names: str) -> str:
+        """The worker's /metrics page; with ``names``, only those series (``name[]``)."""
+        query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
+        with urllib.request.urlopen(self.url + "/metrics" + query, timeout=5) as resp:
             return str(resp.read().decode())
 
     def log(self) -> str:

@@ -441,6 +441,11 @@ def test_committed_offsets_ahead_of_the_aggregates_lose_nothing(
         if line.startswith("bw_aggregator_input_rewinds_total ")
     )
     assert rewinds >= deployment.partitions, worker.log()
+    # ?name[]= serves just the series asked for (what bench.aggregator polls).
+    only = worker.metrics("bw_aggregator_input_rewinds_total", "bw_aggregator_sections_active")
+    names = {line.split("{")[0].split()[0] for line in only.splitlines() if line[:1] != "#"}
+    assert names == {"bw_aggregator_input_rewinds_total", "bw_aggregator_sections_active"}
+    assert f"bw_aggregator_input_rewinds_total {rewinds}" in only
 
 
 def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
