@@ -983,6 +983,7 @@ def run(args: argparse.Namespace) -> None:
         api_metrics = scrape(api.url)
         dropped = metric(api_metrics, "bw_api_feed_clients_dropped_total")
         queued = metric(api_metrics, 'bw_api_feed_messages_total{type="section_state"}')
+        frames = metric(api_metrics, "bw_api_feed_frames_total")
         # Garbage-collector pauses of the API over the whole run (bw_gc_pause_seconds).
         gc_count = metric(api_metrics, "bw_gc_pause_seconds_count")
         gc_sum = metric(api_metrics, "bw_gc_pause_seconds_sum")
@@ -1087,6 +1088,14 @@ def run(args: argparse.Namespace) -> None:
         f"(API counter: {dropped:.0f}); other disconnects: {sum(r['errors'] for r in results)}"
     )
     print(f"  API section_state messages queued to clients: {queued:,.0f}")
+    # Each frame is one batch of messages for one client: its cost (ASGI, framing,
+    # a syscall) is what the API pays per client, so messages per frame says how
+    # much batching the arrival pattern allowed.
+    # (every client's filter passes every section_state message here)
+    print(
+        f"  API frames sent: {frames:,.0f} over the run, "
+        f"{queued * n_clients / max(1.0, frames):.1f} section_state messages a frame"
+    )
     print(
         f"  API garbage collections: {gc_count:.0f}, {1000 * gc_sum:.0f} ms in all, "
         f"{gc_count - gc_short:.0f} over 50 ms"
