@@ -193,7 +193,12 @@ class Dedupe:
         return out
 
     def segment(self, bucket: int, n: int) -> Segment:
-        for seg in self.segments[bucket]:
+        segs = self.segments[bucket]
+        # Numbered from 0 in order (add appends, load sorts), so the n-th is at n:
+        # a busy hour holds thousands, and each batch asks for its open one.
+        if n < len(segs) and segs[n].n == n:
+            return segs[n]
+        for seg in segs:
             if seg.n == n:
                 return seg
         raise KeyError((bucket, n))
