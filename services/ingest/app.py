@@ -83,6 +83,7 @@ def create_app(settings: IngestSettings | None = None, *, fast_path: bool = True
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             make_consumer=consumer,
             dead_letter_reads=asyncio.Semaphore(2),
+            loop=asyncio.get_running_loop(),
         )
         app.state.ingest = ingest
         restore_gc = gctune.tune()
