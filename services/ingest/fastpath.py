@@ -69,7 +69,37 @@ class FieldEventsDoor:
             if len(query) > self.max_query_bytes:
                 await self._too_long(scope, receive, tracked, len(query))  # not timed
                 return
-            await self._timed(scope, receive, tracked)
+            begun = time.perf_counter()
+            status = 500  # as RequestTimer counts an answer that never started
+            try:
+                response, extra = await self._respond(scope, receive)
+                if type(response).__call__ is Response.__call__ and response.background is None:
+                    # What Response.__call__ sends, sent here: no send wrappers to go
+                    # through for the security headers, the status and the start.
+                    status = response.status_code
+                    started = True
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": [*response.raw_headers, *extra],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": response.body})
+                else:
+
+                    async def secured(message: Message) -> None:
+                        nonlocal status
+                        if message["type"] == "http.response.start":
+                            status = int(message["status"])
+                            message["headers"] = [*message.get("headers", []), *extra]
+                        await tracked(message)
+
+                    await response(scope, receive, secured)
+            finally:
+                series(REQUEST_SECONDS, FIELD_EVENTS, str(status)).observe(
+                    time.perf_counter() - begun
+                )
         except Exception as exc:
             if started:
                 raise
@@ -80,9 +110,10 @@ class FieldEventsDoor:
             )(scope, receive, send)
             raise
 
-    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        begun = time.perf_counter()
-        status = 500
+    async def _respond(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Response, tuple[tuple[bytes, bytes], ...]]:
+        """The answer and the security headers it gets."""
         authorization: bytes | None = None
         content_type: bytes | None = None
         content_length: bytes | None = None
@@ -102,45 +133,24 @@ class FieldEventsDoor:
             elif name == b"host":
                 host = value
         extra = security_headers(scope.get("scheme") == "https", host, False)
-
-        async def secured(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        try:
-            response = await self._respond(
-                scope,
-                receive,
-                authorization.decode("latin-1") if authorization is not None else "",
-                Posted(
-                    content_type.decode("latin-1") if content_type is not None else "",
-                    content_length.decode("latin-1") if content_length is not None else "",
-                    receive,
-                ),
-            )
-            await response(scope, receive, secured)
-        finally:
-            series(REQUEST_SECONDS, FIELD_EVENTS, str(status)).observe(time.perf_counter() - begun)
-
-    async def _respond(
-        self, scope: Scope, receive: Receive, authorization: str, posted: Posted
-    ) -> Response:
         state = self.app.state
         ingest = state.ingest
         try:
             principal = admit_now(
                 state,
                 ingest,
-                token_from_header(authorization),
+                token_from_header(authorization.decode("latin-1") if authorization else ""),
                 FIELD_SCOPE,
                 lambda: Request(scope, receive),
             )
         except HTTPException as exc:
-            return await self._refusal(Request(scope, receive), exc)
-        return await field_events(ingest, principal, posted)
+            return await self._refusal(Request(scope, receive), exc), extra
+        posted = Posted(
+            content_type.decode("latin-1") if content_type is not None else "",
+            content_length.decode("latin-1") if content_length is not None else "",
+            receive,
+        )
+        return await field_events(ingest, principal, posted), extra
 
     async def _refusal(self, request: Request, exc: HTTPException) -> Response:
         # As Starlette's ExceptionMiddleware calls a handler.
