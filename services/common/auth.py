@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -200,6 +201,9 @@ def _file_key(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+# datetime.now(UTC) without a Python frame of its own (called on every check).
+_utc_now = functools.partial(datetime.now, UTC)
+
 # Verified tokens a TokenStore remembers at most (a process serves a few tokens;
 # the bound keeps a flood of distinct valid tokens from growing it without end).
 VERIFIED_CACHE = 1024
@@ -221,7 +225,7 @@ class TokenStore:
         reload_seconds: float = 1.0,
         flush_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = _utc_now,
         last_used_file: Path | None = None,
     ) -> None:
         self._entries: dict[str, TokenEntry] = {

@@ -121,6 +121,9 @@ def create_app(settings: IngestSettings | None = None, *, fast_path: bool = True
     app.state.catalogue = catalogue
     app.state.tokens = tokens
     app.state.auth_enabled = settings.auth_enabled
+    # Ingest applies its own rate limit (Ingest.limiter, after the token check); None
+    # says so to admit_token, which otherwise pays for a failed lookup per request.
+    app.state.limiter = None
     app.state.audit = audit
     app.state.on_refused = audit.refused
     install_error_handlers(app)
