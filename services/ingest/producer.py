@@ -27,19 +27,18 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import Histogram
 from pydantic import TypeAdapter
 
 from schemas.models import FieldEvent
 from services.common.headers import received_header
 from services.ingest.errors import BrokerUnavailable
-from services.ingest.leanmetrics import LeanHistogram
 
 __all__ = ["BrokerUnavailable", "KafkaGate", "Outgoing", "batch_records", "section_records"]
 
 log = logging.getLogger(__name__)
 
-# Observed on every request: lock-free, the same exposition (services.ingest.leanmetrics).
-PRODUCE_SECONDS = LeanHistogram(
+PRODUCE_SECONDS = Histogram(
     "bw_ingest_produce_seconds",
     "Time until Kafka acknowledged a request's records",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -33,7 +33,6 @@ from services.common.topics import Topics
 from services.ingest.deadletter import DeadLetterWriter, dead_letter, read_recent
 from services.ingest.dedupe import Idempotency
 from services.ingest.errors import BodyError, BodyTooLarge, BrokerUnavailable
-from services.ingest.leanmetrics import LeanCounter
 from services.ingest.metrics import (
     ACCEPTED,
     BATCH_SIZE,
@@ -399,7 +398,7 @@ async def _accept(
     records_for: Callable[[list[int]], list[Outgoing]],
     ids: Sequence[str],
     labels: Sequence[str],
-    counters: tuple[Counter | LeanCounter, Counter | LeanCounter],
+    counters: tuple[Counter, Counter],
     rejected: list[dict[str, Any]],
 ) -> Response:
     """Produce the valid items and answer 202 with each one's outcome (503 if Kafka

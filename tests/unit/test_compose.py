@@ -293,10 +293,9 @@ def test_kafka_is_apache_kafka_39_in_kraft_mode(
 # --- Prometheus ---------------------------------------------------------------
 
 
-# prometheus_client constructors, the families custom collectors build at scrape time,
-# and ingest's lock-free LeanCounter / LeanHistogram (services.ingest.leanmetrics).
+# prometheus_client constructors, and the families custom collectors build at scrape time.
 _METRIC_DEFINITION = re.compile(
-    r"\b(?:Lean)?(?:Counter|Gauge|Histogram|Summary)(?:MetricFamily)?\(\s*\"(bw_[a-z0-9_]+)\""
+    r"\b(?:Counter|Gauge|Histogram|Summary)(?:MetricFamily)?\(\s*\"(bw_[a-z0-9_]+)\""
 )
 
 
