@@ -13,6 +13,12 @@ when it changed, so a revoked or rotated token is refused within about a
 second, without a restart, and without any background task or Kafka round
 trip. Expiry is checked on every request against the clock.
 
+A token that verified is remembered by its exact text (a bounded map, cleared
+on every reload), so the next request with it skips parsing and hashing; it is
+still refused the moment its entry is revoked, rotated, removed or expired. Only
+verified tokens are remembered, so refused guesses cost no memory, and a lookup
+reveals nothing about a secret it does not already hold (a keyed string hash).
+
 "Last used" is kept in memory and written at most every ``flush_seconds`` (30 s)
 to a sidecar file ``<tokens file>.last-used.json`` (merged under a lock with the
 other processes' figures), never once per request; it never touches the tokens
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -194,6 +201,14 @@ def _file_key(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+# datetime.now(UTC) without a Python frame of its own (called on every check).
+_utc_now = functools.partial(datetime.now, UTC)
+
+# Verified tokens a TokenStore remembers at most (a process serves a few tokens;
+# the bound keeps a flood of distinct valid tokens from growing it without end).
+VERIFIED_CACHE = 1024
+
+
 def last_used_path(tokens_file: Path) -> Path:
     return tokens_file.with_name(tokens_file.name + ".last-used.json")
 
@@ -210,7 +225,7 @@ class TokenStore:
         reload_seconds: float = 1.0,
         flush_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = _utc_now,
         last_used_file: Path | None = None,
     ) -> None:
         self._entries: dict[str, TokenEntry] = {
@@ -232,6 +247,8 @@ class TokenStore:
         self.last_used: dict[str, datetime] = {}
         self._unflushed = False
         self.reloads = 0
+        # Exact token text -> the entry it verified against and its principal.
+        self._verified: dict[str, tuple[TokenEntry, Principal]] = {}
 
     @classmethod
     def load(cls, path: Path | None, env_json: str | None = None, **options: Any) -> TokenStore:
@@ -271,6 +288,7 @@ class TokenStore:
             return False
         self._file_key = key
         self._entries = {**self._env, **entries}
+        self._verified.clear()
         self.reloads += 1
         log.info("tokens file reloaded: %d tokens", len(self._entries))
         return True
@@ -282,6 +300,9 @@ class TokenStore:
         self.refresh()
         if not token:
             return Refusal("missing")
+        remembered = self._remembered(token)
+        if remembered is not None:
+            return remembered
         token_id = token_id_of(token)
         if token_id is None:
             return Refusal("malformed")
@@ -297,7 +318,26 @@ class TokenStore:
         if why is not None:
             return Refusal(why, token_id)
         self._used(token_id, now)
-        return entry.principal()
+        principal = entry.principal()
+        if len(self._verified) >= VERIFIED_CACHE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (entry, principal)
+        return principal
+
+    def _remembered(self, token: str) -> Principal | None:
+        """The principal of a token that verified before, if its entry is unchanged
+        (not replaced by a reload: revoked, rotated, edited, removed) and not expired."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        entry, principal = known
+        if self._entries.get(entry.id) is entry:
+            now = self._now()
+            if entry.refusal(now) is None:
+                self._used(entry.id, now)
+                return principal
+        del self._verified[token]  # the full check says why
+        return None
 
     def verify(self, token: str) -> Principal | None:
         result = self.check(token)
@@ -552,12 +592,16 @@ def list_tokens(path: Path, last_used_file: Path | None = None) -> list[dict[str
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES), "auth disabled")
 
 
-def token_from_request(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def token_from_header(authorization: str) -> str | None:
+    """The token of an ``Authorization`` header's value (``Bearer <token>``), else None."""
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
+
+
+def token_from_request(request: Request) -> str | None:
+    return token_from_header(request.headers.get("authorization", ""))
 
 
 # Declares the scheme in the OpenAPI document; the header is read by token_from_request.
@@ -579,19 +623,32 @@ def authenticate(app_state: Any, token: str | None, conn: Any) -> Principal | Re
         return ANONYMOUS
     result: Principal | Refusal = app_state.tokens.check(token)
     if isinstance(result, Refusal):
-        hook: OnRefused | None = getattr(app_state, "on_refused", None)
-        if hook is not None:
-            hook(conn, result)
+        _report(app_state, conn, result)
     return result
 
 
-def principal_of(request: Request, scope: str) -> Principal:
-    """The request's principal, which must hold ``scope``: raises HTTPException 401
-    without a token or with a wrong, revoked or expired one, 403 when the token lacks
-    ``scope``. What :func:`require` checks, callable outside FastAPI's dependency
-    solving (ingest's pure-ASGI door)."""
-    result = authenticate(request.app.state, token_from_request(request), request)
+def _report(app_state: Any, conn: Any, refusal: Refusal) -> None:
+    hook: OnRefused | None = getattr(app_state, "on_refused", None)
+    if hook is not None:
+        hook(conn, refusal)
+
+
+def admit_token(
+    app_state: Any, token: str | None, scope: str, conn: Callable[[], Any]
+) -> Principal:
+    """What :func:`require`'s dependency checks, for a token already read: the principal
+    of ``token``, which must hold ``scope`` (HTTPException 401 without a token or with
+    a wrong, revoked or expired one, 403 when it lacks ``scope``), then
+    ``app_state.limiter`` when the app keeps one (429 beyond the token's rate).
+
+    ``conn()`` makes the request (or websocket) a refusal is reported with, only when
+    there is one: ingest's pure-ASGI door builds no Request for an admitted token."""
+    if not app_state.auth_enabled:
+        result: Principal | Refusal = ANONYMOUS
+    else:
+        result = app_state.tokens.check(token)
     if isinstance(result, Refusal):
+        _report(app_state, conn(), result)
         detail = "missing or invalid bearer token (Authorization: Bearer <token>)"
         if result.reason in ("revoked", "expired"):
             detail = f"this bearer token is {result.reason}"
@@ -604,19 +661,12 @@ def principal_of(request: Request, scope: str) -> Principal:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=f"this token lacks the {scope!r} scope"
         )
-    return result
-
-
-def admitted(request: Request, scope: str) -> Principal:
-    """What :func:`require`'s dependency checks, as a plain call: :func:`principal_of`,
-    then ``app.state.limiter`` when the app keeps one (429 beyond the token's rate)."""
-    result = principal_of(request, scope)
     # The API keeps its per-token REST limiter here (ingest applies its own).
-    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    limiter: RateLimiter | None = getattr(app_state, "limiter", None)
     if limiter is not None:
         wait = limiter.take(result.token_id)
         if wait > 0:
-            counted: Callable[[], None] | None = getattr(request.app.state, "on_rate_limited", None)
+            counted: Callable[[], None] | None = getattr(app_state, "on_rate_limited", None)
             if counted is not None:
                 counted()
             retry = max(1, math.ceil(wait))
@@ -627,6 +677,11 @@ def admitted(request: Request, scope: str) -> Principal:
                 headers={"Retry-After": str(retry)},
             )
     return result
+
+
+def admitted(request: Request, scope: str) -> Principal:
+    """:func:`admit_token` for a request: its bearer token, refusals reported with it."""
+    return admit_token(request.app.state, token_from_request(request), scope, lambda: request)
 
 
 def require(

@@ -16,12 +16,14 @@ parses it: 414 for HTTP, a close before the handshake for WebSocket.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 
 # A Host header is the client's to choose: only a plain host[:port] goes into the policy.
@@ -40,6 +42,35 @@ def content_security_policy(scheme: str, host: str | None) -> str:
     )
 
 
+# Longer than any host[:port] _HOST accepts: such a Host is left out of the policy.
+_MAX_HOST = 262
+
+
+def security_headers(secure: bool, host: bytes, docs: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every response gets, for a request over TLS (``secure``) or not, with
+    this ``Host`` header (its raw bytes; the last one when there are several) and to
+    the API docs (``docs``) or not. Cached: they depend on nothing else; a client
+    naming many hosts only evicts entries, and an overlong one is not kept."""
+    return _security_headers(secure, host if len(host) <= _MAX_HOST else b"", docs)
+
+
+@functools.lru_cache(maxsize=256)
+def _security_headers(secure: bool, host: bytes, docs: bool) -> tuple[tuple[bytes, bytes], ...]:
+    if docs:
+        policy = "frame-ancestors 'none'"
+    else:
+        policy = content_security_policy("https" if secure else "http", host.decode("latin-1"))
+    extra = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", policy.encode()),
+    ]
+    if secure:
+        extra.append((b"strict-transport-security", HSTS))
+    return tuple(extra)
+
+
 class SecurityHeaders:
     """Adds the security headers to every HTTP response and bounds query strings."""
 
@@ -54,27 +85,17 @@ class SecurityHeaders:
             return
         query: bytes = scope.get("query_string", b"")
         if len(query) > self.max_query_bytes:
-            await self._too_long(scope, receive, send, len(query))
+            await self.refuse_long_query(scope, receive, send, len(query))
             return
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        host = headers.get(b"host", b"").decode("latin-1")
-        secure = scope.get("scheme") == "https"
-        path: str = scope.get("path", "")
-        if path.startswith(DOCS_PATHS):
-            policy = "frame-ancestors 'none'"
-        else:
-            policy = content_security_policy("https" if secure else "http", host)
-        extra = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-            (b"content-security-policy", policy.encode()),
-        ]
-        if secure:
-            extra.append((b"strict-transport-security", HSTS))
+        extra = security_headers(
+            scope.get("scheme") == "https",
+            headers.get(b"host", b""),
+            scope.get("path", "").startswith(DOCS_PATHS),
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -83,7 +104,8 @@ class SecurityHeaders:
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _too_long(self, scope: Scope, receive: Any, send: Any, size: int) -> None:
+    async def refuse_long_query(self, scope: Scope, receive: Any, send: Any, size: int) -> None:
+        """The answer to a query string of ``size`` bytes, over ``max_query_bytes``."""
         if scope["type"] == "websocket":
             # Closing before the handshake answers the upgrade with HTTP 403.
             await receive()  # websocket.connect

@@ -23,14 +23,28 @@ class Flight:
     """The new ids of one request while Kafka has not decided their fate.
 
     One per request, not one future per id: a batch of 10,000 events costs a
-    counter, not 10,000 futures."""
+    counter, not 10,000 futures. Its future is made only when another request
+    waits for it (most flights land with nobody waiting)."""
 
-    __slots__ = ("done", "failed", "remaining")
+    __slots__ = ("_done", "failed", "remaining")
 
     def __init__(self) -> None:
         self.remaining = 0
         self.failed: set[str] = set()
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done: asyncio.Future[None] | None = None
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """Resolved once every id of the flight is settled."""
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self.remaining <= 0:
+                self._done.set_result(None)
+        return self._done
+
+    def landed(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
 
 @dataclass
@@ -77,12 +91,13 @@ class Idempotency:
         A key repeated within ``keys`` is a duplicate of its first occurrence (it is
         produced once, with the first). The caller must :meth:`settle` every new key.
         """
-        claim = Claim()
+        new: list[int] = []
+        duplicate: list[int] = []
+        waiting: list[tuple[int, Flight]] = []
         now = self._clock()
         pending = self._pending
         acked = self._acked
         flight = Flight()
-        new, duplicate, waiting = claim.new, claim.duplicate, claim.waiting
         for pos, key in enumerate(keys):
             other = pending.get(key)
             if other is flight or (key in acked and self._is_acked(key, now)):
@@ -93,9 +108,7 @@ class Idempotency:
                 pending[key] = flight
                 new.append(pos)
         flight.remaining = len(new)
-        if not new:
-            flight.done.set_result(None)
-        return claim
+        return Claim(new, duplicate, waiting)
 
     def settle(self, keys: Iterable[str], acked: bool) -> None:
         """The fate of claimed keys: acknowledged by Kafka (remember them) or not (forget)."""
@@ -112,8 +125,8 @@ class Idempotency:
                 if not acked:
                     flight.failed.add(key)
                 flight.remaining -= 1
-                if flight.remaining <= 0 and not flight.done.done():
-                    flight.done.set_result(None)
+                if flight.remaining <= 0:
+                    flight.landed()
         if remember:
             self._trim(now)
 

@@ -21,10 +21,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
 from pydantic import TypeAdapter
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from schemas.models import AuditAction, ReportEvent
 from services.common.audit import actor_of
-from services.common.auth import Principal, admitted, require
+from services.common.auth import Principal, admit_token, require
 from services.common.http import JSONBytes
 from services.common.ratelimit import RateLimiter
 from services.common.topics import Topics
@@ -42,6 +44,7 @@ from services.ingest.metrics import (
     REPORTS_REJECTED,
     UNAVAILABLE,
     count_rejections,
+    series,
 )
 from services.ingest.producer import KafkaGate, Outgoing, section_records
 from services.ingest.responses import DeadLetters, ErrorBody, FieldEventsResult, ReportsResult
@@ -83,6 +86,9 @@ class Ingest:
     limiter: RateLimiter
     make_consumer: Callable[[], AIOKafkaConsumer]
     dead_letter_reads: asyncio.Semaphore
+    # The loop the app runs in (the lifespan's): asyncio.get_running_loop() costs a
+    # getpid() system call on every call on Python 3.11.
+    loop: asyncio.AbstractEventLoop
 
 
 def _ingest(request: Request) -> Ingest:
@@ -117,11 +123,14 @@ def within_rate(limiter: RateLimiter, principal: Principal) -> None:
         )
 
 
-def admit_now(request: Request, scope: str) -> Principal:
-    """What :func:`admit` checks (401/403, then 429), as a plain call: the pure-ASGI
-    door of ``POST /v1/field-events`` (``services.ingest.fastpath``) uses it."""
-    principal = admitted(request, scope)
-    within_rate(_ingest(request).limiter, principal)
+def admit_now(
+    app_state: Any, ingest: Ingest, token: str | None, scope: str, conn: Callable[[], Any]
+) -> Principal:
+    """What :func:`admit` checks (401/403, then 429), as a plain call on a token already
+    read: the pure-ASGI door of ``POST /v1/field-events`` (``services.ingest.fastpath``)
+    uses it. ``conn()`` makes the request a refusal is reported with."""
+    principal = admit_token(app_state, token, scope, conn)
+    within_rate(ingest.limiter, principal)
     return principal
 
 
@@ -186,20 +195,28 @@ def _body(component: str, max_items: int) -> dict[str, Any]:
 # --- the door -------------------------------------------------------------------------
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused (without reading it) when its Content-Length says it is too
-    large, and refused as soon as the stream passes ``limit`` otherwise."""
-    length = request.headers.get("content-length", "")
+async def read_capped(receive: Receive, length: str, limit: int) -> bytes:
+    """The body, refused (without reading it) when its Content-Length (``length``, the
+    header's value) says it is too large, and refused as soon as the stream passes
+    ``limit`` otherwise. Read from ASGI ``receive`` as Starlette's ``Request.stream()``
+    reads it (ClientDisconnect when the client leaves first)."""
     if length.isdigit() and int(length) > limit:
         raise BodyTooLarge
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect
 
 
 def _error(status: int, detail: str, **extra: Any) -> JSONBytes:
@@ -227,8 +244,26 @@ class _Intake:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What the routes read of a request besides its principal: two headers' values
+    (the first of each, as Starlette's ``Headers.get``) and the ASGI ``receive``
+    its body comes from."""
+
+    content_type: str
+    content_length: str
+    receive: Receive
+
+    @classmethod
+    def of(cls, request: Request) -> Posted:
+        headers = request.headers
+        return cls(
+            headers.get("content-type", ""), headers.get("content-length", ""), request.receive
+        )
+
+
 async def _intake(
-    request: Request,
+    posted: Posted,
     ingest: Ingest,
     principal: Principal,
     route: str,
@@ -237,12 +272,13 @@ async def _intake(
     rejected: Any,
 ) -> _Intake | Response:
     """Read and parse the body within the limits, or the response that refuses it."""
-    loop = asyncio.get_running_loop()
     settings = ingest.settings
     # The deadline covers the whole request; keep a little for answering.
-    deadline = loop.time() + settings.produce_timeout - min(0.1, settings.produce_timeout / 10)
+    deadline = (
+        ingest.loop.time() + settings.produce_timeout - min(0.1, settings.produce_timeout / 10)
+    )
     received_at = datetime.now(UTC)
-    content_type = request.headers.get("content-type", "")
+    content_type = posted.content_type
     kind = media_kind(content_type)
     if kind is None:
         return _error(
@@ -251,7 +287,7 @@ async def _intake(
             f"or {NDJSON_TYPES[0]}",
         )
     try:
-        body = await _read_capped(request, settings.max_body_bytes)
+        body = await read_capped(posted.receive, posted.content_length, settings.max_body_bytes)
     except BodyTooLarge:
         return _error(
             413,
@@ -283,7 +319,7 @@ async def _intake(
             "(BW_MAX_EVENTS)",
             limit=settings.max_events,
         )
-    BATCH_SIZE.labels(route).observe(len(parsed.items))
+    series(BATCH_SIZE, route).observe(len(parsed.items))
     return _Intake(parsed, received_at, deadline, content_type)
 
 
@@ -332,7 +368,7 @@ async def _produce(
         raise
     await ingest.gate.publish(records, deadline)
     if claim.waiting:
-        timeout = deadline - asyncio.get_running_loop().time()
+        timeout = deadline - ingest.loop.time()
         others = [(keys[p], flight) for p, flight in claim.waiting]
         if not await ingest.idempotency.wait(others, timeout):
             raise BrokerUnavailable("an earlier request with the same ids was not acknowledged")
@@ -372,10 +408,12 @@ async def _accept(
     except BrokerUnavailable as exc:
         return _unavailable(exc)
     accepted_total, duplicate_total = counters
-    for label, n in Tally(labels[p] for p in new).items():
-        accepted_total.labels(label).inc(n)
-    for label, n in Tally(labels[p] for p in duplicate).items():
-        duplicate_total.labels(label).inc(n)
+    for counter, positions in ((accepted_total, new), (duplicate_total, duplicate)):
+        if len(positions) == 1:  # a single event: no tally to build
+            series(counter, labels[positions[0]]).inc()
+        elif positions:
+            for label, n in Tally(labels[p] for p in positions).items():
+                series(counter, label).inc(n)
     return JSONBytes(
         {
             "accepted": [ids[p] for p in new],
@@ -406,16 +444,15 @@ async def _accept(
 async def post_field_events(
     request: Request, principal: Annotated[Principal, Depends(admit(FIELD_SCOPE))]
 ) -> Response:
-    return await field_events(request, principal)
+    return await field_events(_ingest(request), principal, Posted.of(request))
 
 
-async def field_events(request: Request, principal: Principal) -> Response:
+async def field_events(ingest: Ingest, principal: Principal, posted: Posted) -> Response:
     """``POST /v1/field-events`` once the principal is admitted: the one implementation,
     called by the FastAPI route above and by the pure-ASGI door in front of it."""
-    ingest = _ingest(request)
     settings = ingest.settings
     intake = await _intake(
-        request, ingest, principal, FIELD_EVENTS, "field event", "events", REJECTED
+        posted, ingest, principal, FIELD_EVENTS, "field event", "events", REJECTED
     )
     if isinstance(intake, Response):
         return intake
@@ -455,7 +492,7 @@ async def field_events(request: Request, principal: Principal) -> Response:
                 r.section_id.encode(),
                 r.value,
                 r.timestamp_ms,
-                tuple(keys[new[i]] for i in r.positions),
+                tuple([keys[new[i]] for i in r.positions]),
                 received_at,
             )
             for r in records
@@ -486,7 +523,7 @@ async def post_reports(
     ingest = _ingest(request)
     settings = ingest.settings
     intake = await _intake(
-        request, ingest, principal, REPORTS, "report event", "reports", REPORTS_REJECTED
+        Posted.of(request), ingest, principal, REPORTS, "report event", "reports", REPORTS_REJECTED
     )
     if isinstance(intake, Response):
         return intake

@@ -249,3 +249,37 @@ def test_other_methods_and_paths_are_left_to_fastapi(pair: Pair) -> None:
     document = pair.door.get("/openapi.json").json()
     assert "post" in document["paths"][PATH]
     assert document == pair.route.get("/openapi.json").json()
+
+
+def test_a_bug_is_the_same_500_and_counted_the_same(
+    kafka: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _, tokens = open_door(kafka, tmp_path)
+    event = orjson.dumps(field_event())
+    headers = {**bearer(tokens.field), "content-type": "application/json"}
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("services.ingest.routes.check_events", broken)
+    answers = []
+    for fast_path in (True, False):
+        with TestClient(
+            create_app(settings, fast_path=fast_path), raise_server_exceptions=False
+        ) as c:
+            wait_until(lambda c=c: c.get("/readyz").status_code == 200, 30, "ingest ready")
+            before = _request_count(c, "500")
+            answers.append(_answer(c.post(PATH, content=event, headers=headers)))
+            answers.append(_request_count(c, "500") - before)
+
+    assert answers[0] == answers[2]
+    assert answers[0][0] == 500
+    assert answers[1] == answers[3] == 1
+
+
+def _request_count(client: TestClient, status: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("bw_ingest_request_seconds_count{") and f'status="{status}"' in line:
+            if 'route="/v1/field-events"' in line:
+                return float(line.split()[-1])
+    return 0.0

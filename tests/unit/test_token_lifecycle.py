@@ -291,3 +291,59 @@ def test_an_admin_entry_limited_to_countries_is_refused_naming_the_field(tmp_pat
     path.write_text(json.dumps([entry]))
     with pytest.raises(ConfigError, match="entry 1: field 'countries': an 'admin' token"):
         TokenStore.load(path)
+
+
+def test_a_verified_token_is_remembered_and_still_answers_as_the_first_check(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tokens.json"
+    token = create_token(path, ["read"], "unit 9", NOW + timedelta(hours=1))
+    now = [NOW]
+    store = TokenStore.load(path, now=lambda: now[0])
+
+    first = store.check(token)
+    now[0] = NOW + timedelta(minutes=5)
+    again = store.check(token)
+
+    assert isinstance(first, Principal) and again == first
+    assert store.last_used[first.token_id] == NOW + timedelta(minutes=5)
+    # Refused guesses are never remembered, so they cannot fill the memory.
+    for n in range(50):
+        assert isinstance(store.check(f"{token[:-4]}{n:04d}"), Refusal)
+    assert len(store._verified) == 1
+    now[0] = NOW + timedelta(hours=1)
+    refusal = store.check(token)
+    assert isinstance(refusal, Refusal) and refusal.reason == "expired"
+    assert store._verified == {}
+
+
+def test_remembered_tokens_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.common.auth as auth
+
+    monkeypatch.setattr(auth, "VERIFIED_CACHE", 3)
+    path = tmp_path / "tokens.json"
+    tokens = [create_token(path, ["read"], f"unit {n}") for n in range(5)]
+    store = TokenStore.load(path)
+
+    for token in tokens:
+        assert isinstance(store.check(token), Principal)
+
+    assert list(store._verified) == tokens[2:]  # the oldest went first
+    assert all(isinstance(store.check(token), Principal) for token in tokens)
+
+
+def test_a_remembered_token_is_checked_again_when_its_entry_changes(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    token = create_token(path, ["read", "ack"], "LV duty desk")
+    clock = Clock()
+    store = TokenStore.load(path, clock=clock)
+    assert isinstance(store.check(token), Principal)
+
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw[0]["scopes"] = ["read"]  # narrowed by hand: same secret, new entry
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    clock.t += 1.0
+
+    principal = store.check(token)
+    assert isinstance(principal, Principal) and principal.scopes == frozenset({"read"})
+    assert store.reloads == 1

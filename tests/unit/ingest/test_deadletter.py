@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from schemas import export
 from schemas.models import DeadLetter
 from services.ingest.deadletter import dead_letter
 from services.ingest.errors import BodyTooLarge
-from services.ingest.routes import _read_capped
+from services.ingest.routes import Posted, read_capped
 
 
 def _letter(original: bytes, max_bytes: int = 1000, **overrides: Any) -> dict[str, Any]:
@@ -86,6 +86,11 @@ def _request(chunks: list[bytes], content_length: int | None) -> tuple[Request, 
     return Request(scope, receive), calls
 
 
+async def _read_capped(request: Request, limit: int) -> bytes:
+    posted = Posted.of(request)
+    return await read_capped(posted.receive, posted.content_length, limit)
+
+
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
     request, calls = _request([b"x" * 100], content_length=10_000_000)
 
@@ -108,3 +113,43 @@ async def test_a_body_within_the_limit_is_read_whole() -> None:
     request, _ = _request([b"ab", b"cd"], content_length=4)
 
     assert await _read_capped(request, 4) == b"abcd"
+
+
+def _replay(messages: list[dict[str, Any]]) -> Any:
+    pending = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0)
+
+    return receive
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"type": "http.request", "body": b"abc"}],
+        [{"type": "http.request"}],
+        [
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.request", "body": b"cd", "more_body": False},
+        ],
+        [
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.disconnect"},
+        ],
+    ],
+    ids=["one message", "no body key", "chunks", "client gone"],
+)
+async def test_the_body_is_read_as_starlette_reads_it(messages: list[dict[str, Any]]) -> None:
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    try:
+        expected: bytes | type[Exception] = await Request(scope, _replay(messages)).body()
+    except ClientDisconnect:
+        expected = ClientDisconnect
+
+    if expected is ClientDisconnect:
+        with pytest.raises(ClientDisconnect):
+            await read_capped(_replay(messages), "", 1000)
+    else:
+        assert await read_capped(_replay(messages), "", 1000) == expected

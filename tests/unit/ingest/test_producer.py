@@ -80,6 +80,8 @@ class FakeProducer:
         self.sent.append(kwargs)
         if self.mode == "refuse":
             raise KafkaConnectionError("no broker")
+        if self.mode == "stall":  # e.g. waiting for a full batch to drain
+            await asyncio.Event().wait()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.mode == "ack":
             fut.set_result(None)
@@ -144,6 +146,40 @@ async def test_no_ack_by_the_deadline_is_broker_unavailable_and_a_late_ack_still
     producer.futures[1].set_exception(KafkaConnectionError("gone"))
     await asyncio.sleep(0.01)
     assert sorted(settled) == [(("a", "b"), True), (("c",), False)]
+
+
+async def test_a_send_stalled_past_the_deadline_is_broker_unavailable() -> None:
+    settled: list[tuple[tuple[str, ...], bool]] = []
+    gate = _gate(FakeProducer("stall"), settled)
+    loop = asyncio.get_running_loop()
+
+    with pytest.raises(BrokerUnavailable, match="TimeoutError"):
+        await gate.publish(_records(), loop.time() + 0.05)
+
+    assert settled == [(("a", "b", "c"), False)]  # nothing was handed over
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the deadline's cancel was taken back
+
+
+async def test_a_publish_cancelled_from_outside_is_cancelled_not_unavailable() -> None:
+    settled: list[tuple[tuple[str, ...], bool]] = []
+    producer = FakeProducer("hang")
+    gate = _gate(producer, settled)
+    publish = asyncio.ensure_future(
+        gate.publish(_records(), asyncio.get_running_loop().time() + 10)
+    )
+    await asyncio.sleep(0)
+
+    publish.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publish
+
+    assert settled == []  # handed over: still in flight, watched for a late ack
+    producer.futures[0].set_result(None)
+    producer.futures[1].set_result(None)
+    await asyncio.sleep(0.01)
+    assert sorted(settled) == [(("a", "b"), True), (("c",), True)]
+    await gate.stop()
 
 
 async def test_a_refused_send_settles_everything_as_not_acked() -> None:
