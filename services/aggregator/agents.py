@@ -670,11 +670,16 @@ async def _tick() -> None:
                     continue
                 owned += 1
                 agg = _load(key)
-                pub = engine.refresh(agg, now)
+                # BW_STATE_PUBLISH_INTERVAL holds the timer's states back too (its
+                # alert transitions go at once); publish_held sends what changed.
+                hold = _hold_back(key, time.monotonic())
+                pub = engine.refresh(agg, now, state=not hold)
                 if pub and _store(key, agg, pub):
                     outboxes.append((key, agg.outbox))
                     if pub.state_doc is not None:
                         _state_sent(key, time.monotonic())
+                if hold and pub.state_doc is None:
+                    _held.setdefault(key, _last_state[key] + settings.state_publish_interval)
             await changelog.send()
             await _publish(outboxes)
             published += len(outboxes)

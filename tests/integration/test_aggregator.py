@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import signal
 import threading
@@ -477,7 +478,10 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     a.stop(signal.SIGTERM)
     assert a.process.returncode == 0, a.log()
     _post_all(ingest, events[10_000:])
-    wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
+    try:
+        wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
+    except AssertionError as exc:  # seen once in CI (session 6): keep what the survivor said
+        raise AssertionError(f"{exc}\n--- survivor's log:\n{b.log()}") from None
     expected = _expected(events, rules)
     _wait_for_picture(api, expected, "exact counts after the hand-over", deployment)
 
@@ -514,6 +518,18 @@ def test_a_publish_interval_coalesces_a_hot_sections_states_but_never_holds_an_a
     assert states[-1][1] == 40
     # One per second at most (plus the first, sent at once, and the alert's own).
     assert len(states) <= took + 3, (len(states), took, states)
+    # Whoever builds it (a batch, the timer's sweep, the held-back sender), a state
+    # comes at least the interval after the one before, unless it carries the alert.
+    stamps = [
+        (sum(d["counts_24h"].values()), datetime.fromisoformat(d["updated_at"]).timestamp())
+        for d in (
+            orjson.loads(r.value)
+            for r in _read_all(deployment, deployment.prefix + "section-state")
+        )
+        if d["section_id"] == "LV-KRA"
+    ]
+    for (_, before), (count, at) in itertools.pairwise(stamps):
+        assert count == 10 or at - before >= 0.9, stamps
     assert _counted(worker) == 40
     (fired,) = read_alerts(deployment, expect_at_least=1)
     # Evaluated when the 10th event was counted, not at the next full refresh (by
