@@ -81,6 +81,7 @@ dashboards: $(STAMP) ## regenerate the Grafana dashboards (deploy/grafana/dashbo
 
 bench: install ## run the benchmarks (print figures)
 	$(BIN)/python -m bench.aggregator
+	$(BIN)/python -m bench.window_steady
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.feeds
 	$(BIN)/python -m bench.reports
