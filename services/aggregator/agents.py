@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 
 from schemas.models import SEVERITY_ORDER
 from services.aggregator import metrics as domain_metrics
-from services.aggregator import windows
+from services.aggregator import stall, windows
 from services.aggregator.app import app, input_sink, settings, topics
 from services.aggregator.changelog import ChangelogWriter
 from services.aggregator.cursor import Decision, InputCursors
@@ -773,6 +773,37 @@ REGISTRY.register(domain_metrics.InputLagCollector(topics.field_events, _input_p
 # --- end of issue 12 block --------------------------------------------------------
 
 
+_not_ready_since: float | None = None
+_stall_reported_at: float | None = None
+
+
+async def watch_rebalance() -> None:
+    """Log what the consumer waits for when a rebalance or recovery lasts longer than
+    BW_STALL_REPORT_SECONDS (Faust itself says only that no changelog record
+    arrives). Started with the worker, not as an app timer: Faust starts those only
+    once the first recovery has completed, and a first recovery can hang too."""
+    global _not_ready_since, _stall_reported_at
+    period = min(5.0, settings.stall_report_seconds)
+    while True:
+        await asyncio.sleep(period)
+        now = time.monotonic()
+        if _ready():
+            _not_ready_since = None
+            continue
+        if _not_ready_since is None:
+            _not_ready_since = now - period  # not ready since this period at least
+        lasted = now - _not_ready_since
+        if lasted >= settings.stall_report_seconds and (
+            _stall_reported_at is None or now - _stall_reported_at >= 60.0
+        ):
+            _stall_reported_at = now
+            log.warning(
+                "not ready for %.1f s (rebalance or table recovery); the consumer's state:\n%s",
+                lasted,
+                stall.describe(app),
+            )
+
+
 def _ready() -> bool:
     """Joined the group, tables recovered, counting."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]
@@ -849,6 +880,10 @@ def run_worker() -> None:
             # spin on every record: every aiokafka debug line was then formatted
             # (~3% of the worker's CPU, profiled) and escape codes filled the log.
             self.spinner = None
+
+        async def on_first_start(self) -> None:
+            await super().on_first_start()
+            self.add_future(watch_rebalance())
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()

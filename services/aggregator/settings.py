@@ -58,6 +58,12 @@ class AggregatorSettings(CommonSettings):
     commit_interval: float = Field(
         1.0, gt=0, description="Seconds between consumer-group offset commits."
     )
+    stall_report_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A rebalance or table recovery lasting longer than this logs what the "
+        "worker's consumer is waiting for (then once a minute while it lasts).",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
     data_dir: Path = Field(default_factory=lambda: default_data_dir() / "aggregator")

@@ -148,8 +148,8 @@ class Worker:
         with urllib.request.urlopen(self.url + "/metrics" + query, timeout=5) as resp:
             return str(resp.read().decode())
 
-    def log(self) -> str:
-        return tail(self.log_path, 60)
+    def log(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         if self.process.poll() is not None:

@@ -481,9 +481,31 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     try:
         wait_until(lambda: owned(b) == len(CATALOGUE), 60, "the survivor to own every section")
     except AssertionError as exc:  # seen once in CI (session 6): keep what the survivor said
-        raise AssertionError(f"{exc}\n--- survivor's log:\n{b.log()}") from None
+        raise AssertionError(f"{exc}\n--- survivor's log:\n{b.log(400)}") from None
     expected = _expected(events, rules)
     _wait_for_picture(api, expected, "exact counts after the hand-over", deployment)
+
+
+def test_a_long_rebalance_logs_what_the_consumer_waits_for(
+    start_worker: Callable[..., Worker],
+) -> None:
+    """BW_STALL_REPORT_SECONDS: a worker not ready for longer (here its first join,
+    which waits half the session timeout) logs the consumer's state, read from the
+    real Faust and aiokafka objects."""
+    worker = start_worker(BW_STALL_REPORT_SECONDS="0.5")
+    text = worker.log_path.read_text()
+    assert "not ready for" in text, worker.log()
+    report = text[text.index("not ready for") :]
+    assert "report failed" not in report, report
+    for part in (
+        "faust: generation=",
+        "faust paused:",
+        "recovery active offsets:",
+        "worker tasks:",
+    ):
+        assert part in report, report
+    # Once a minute at most while it lasts: this start-up gives one report.
+    assert text.count("not ready for") == 1, text
 
 
 def test_a_publish_interval_coalesces_a_hot_sections_states_but_never_holds_an_alert(
