@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import faust.transport.drivers.aiokafka as faust_aiokafka
@@ -138,11 +138,124 @@ class _GatheringConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+def undelivered(records: Mapping[Any, list[Any]], delivered: Mapping[Any, int]) -> dict[Any, int]:
+    """The first offset of each partition's fetched records that was not handed on.
+
+    ``records`` is a fetch (each partition's records in offset order) and
+    ``delivered`` the last offset handed on per partition (absent: none). A
+    partition all of whose records went on is left out.
+    """
+    out = {}
+    for tp, batch in records.items():
+        if not batch:
+            continue
+        last = delivered.get(tp)
+        for record in batch:
+            if last is None or record.offset > last:
+                out[tp] = record.offset
+                break
+    return out
+
+
+async def _rewind(consumer: Any, offsets: Mapping[Any, int]) -> list[tuple[Any, int, int]]:
+    """On the consumer's thread: move each still-assigned partition back to ``offset``
+    when its position is past it (a seek made since, to an earlier offset, stands)."""
+    assignment = consumer._subscription.subscription
+    assignment = assignment.assignment if assignment is not None else None
+    moved = []
+    for tp, offset in offsets.items():
+        if assignment is None or tp not in assignment.tps:
+            continue
+        state = assignment.state_value(tp)
+        if state.has_valid_position and state.position > offset:
+            moved.append((tp, state.position, offset))
+            consumer.seek(tp, offset)
+    return moved
+
+
+async def _seek_on_thread(consumer: Any, tp: Any, offset: int) -> None:
+    consumer.seek(tp, offset)
+
+
 class BulkConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, with bulk topics set aside once per fetch."""
+    """Faust's aiokafka consumer, with bulk topics set aside once per fetch, and
+    changelog records it fetched but did not deliver fetched again."""
 
     def _new_consumer_thread(self) -> Any:
         return _GatheringConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition: Any, offset: int) -> None:
+        """Seek on the consumer's thread. Faust's ``Consumer.seek`` calls aiokafka's
+        ``seek`` from the worker's loop while the consumer thread may be inside
+        ``fetched_records``; both delete the partition's buffered records, and a
+        seek between its ``getall`` and its ``del`` crashed a worker with
+        ``KeyError`` in ``fetched_records`` (session 7, on a successor seeking
+        its input partitions back)."""
+        await self._thread.call_thread(
+            _seek_on_thread, self._thread._ensure_consumer(), partition, offset
+        )
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """Faust's ``getmany`` (0.15.3), except that changelog records it drops are
+        fetched again.
+
+        Faust drops a fetch's records when flow stopped while the fetch waited (a
+        rebalance), when the generation changed, or when the partition is no
+        longer active, and relies on ``perform_seek`` (committed offsets) to read
+        them again. A changelog partition has no committed offset, so nothing
+        moves it back: a fetch that was waiting when the rebalance began, and
+        returned the records of a newly assigned changelog partition just after
+        Recovery seeked it and before flow resumed, lost them for good and left
+        Recovery waiting forever ("No event received for active tp ...", seen in
+        CI in session 6 and caught by ``stall.describe`` in session 7: aiokafka's
+        position at the highwater, nothing restored). Here each changelog
+        partition with records not handed on is seeked back to the first of them.
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        delivered: dict[Any, int] = {}
+        to_message = self._to_message
+        if self.flow_active:
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active:
+                    break
+                if self.app.consumer_generation_id != generation_id:
+                    break
+                if (
+                    active_partitions is None
+                    or tp in active_partitions
+                    or tp in self._buffered_partitions
+                ):
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    delivered[tp] = record.offset
+                    yield tp, to_message(tp, record)
+        else:
+            self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+        changelogs = self.app.tables.changelog_topics
+        dropped = {
+            tp: offset
+            for tp, offset in undelivered(records, delivered).items()
+            if tp.topic in changelogs
+        }
+        if dropped:
+            moved = await self._thread.call_thread(
+                _rewind, self._thread._ensure_consumer(), dropped
+            )
+            for tp, position, offset in moved:
+                log.info(
+                    "%s[%d]: changelog records fetched but not delivered (rebalance); "
+                    "fetching again from %d (was at %d)",
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    position,
+                )
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - on Kafka
         # Faust's loop (faust/transport/consumer.py, 0.15.3), with the bulk branch.
