@@ -150,6 +150,8 @@ def undelivered(records: Mapping[Any, list[Any]], delivered: Mapping[Any, int]) 
         if not batch:
             continue
         last = delivered.get(tp)
+        if last is not None and batch[-1].offset <= last:
+            continue
         for record in batch:
             if last is None or record.offset > last:
                 out[tp] = record.offset
@@ -216,12 +218,12 @@ class BulkConsumer(faust_aiokafka.Consumer):
         if records is None or self.should_stop:
             return
         delivered: dict[Any, int] = {}
+        complete = True  # every record handed on (the usual case: nothing to check)
         to_message = self._to_message
         if self.flow_active:
             for tp, record in self.scheduler.iterate(records):
-                if not self.flow_active:
-                    break
-                if self.app.consumer_generation_id != generation_id:
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    complete = False
                     break
                 if (
                     active_partitions is None
@@ -231,12 +233,17 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     delivered[tp] = record.offset
                     yield tp, to_message(tp, record)
+                else:
+                    complete = False
         else:
+            complete = False
             self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
             try:
                 await self.perform_seek()
             except Exception as ex:
                 self.log.warning(f"exception performing seek when flow not active {ex}")
+        if complete:
+            return
         changelogs = self.app.tables.changelog_topics
         dropped = {
             tp: offset
