@@ -30,13 +30,14 @@ class AggregatorSettings(CommonSettings):
     batch_max: int = Field(5000, ge=1, description="Most input records handled in one batch.")
     batch_within: float = Field(0.005, gt=0, description="Longest wait to fill a batch, seconds.")
     fetch_min_bytes: int = Field(
-        65_536,
+        16_384,
         ge=1,
         description="Bytes the broker gathers for a fetch of the input before answering "
-        "(at most fetch_max_wait_ms): fewer, larger fetches when events arrive live.",
+        "(at most fetch_max_wait_ms): fewer, larger fetches when events arrive live, "
+        "and at high rates a fetch returns as soon as this much is there.",
     )
     fetch_max_wait_ms: int = Field(
-        30, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
+        100, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
     )
     checkpoint_interval: float = Field(
         1.0,
