@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from schemas.models import KINDS, CountryAssessment
@@ -125,13 +128,42 @@ def test_the_assessment_changes_when_a_military_activity_report_arrives(
     ), metrics[-2000:]
 
 
-def _weekend_states(sid: str, per_hour: int, now: datetime) -> list[dict[str, Any]]:
-    """What the aggregator published for a section since last Friday: a state every
+RIGA = ZoneInfo("Europe/Riga")
+
+
+def _weekend_report(now: datetime) -> tuple[datetime, datetime, datetime]:
+    """(published_at, start, end) of a weekend statement the test can check on any day.
+
+    Monday to Friday (Riga): the last weekend, stated on its Monday at 09:00. On a
+    weekend: the weekend so far, stated at the top of this hour, so that it covers
+    whole hours only (in a Saturday's first hour, last weekend's statement). The
+    figure's "weekend" resolves against published_at, and the worker's rule gets a
+    max age reaching back to last Monday: under the default 48 h a weekend figure
+    is compared for two days only, and this test failed from Tuesday 22:00 UTC on."""
+    local = now.astimezone(RIGA)
+    saturday = local.date() - timedelta(days=(local.weekday() - 5) % 7)
+    start = datetime(saturday.year, saturday.month, saturday.day, tzinfo=RIGA)
+    top = now.replace(minute=0, second=0, microsecond=0)
+    if local.weekday() >= 5 and top > start:
+        return top, start, top
+    if local.weekday() >= 5:
+        saturday -= timedelta(days=7)
+        start = datetime(saturday.year, saturday.month, saturday.day, tzinfo=RIGA)
+    monday = saturday + timedelta(days=2)
+    end = datetime(monday.year, monday.month, monday.day, tzinfo=RIGA)
+    # On its Monday at 09:00, or at the top of this hour if that is still to come.
+    return max(end, min(end + timedelta(hours=9), top)), start, end
+
+
+def _weekend_states(
+    sid: str, per_hour: int, now: datetime, since: datetime
+) -> list[dict[str, Any]]:
+    """What the aggregator published for a section from ``since`` to now: a state every
     12 h with its last 24 hourly buckets, ``per_hour`` crossing attempts in each."""
     top = now.replace(minute=0, second=0, microsecond=0)
     counts = dict.fromkeys(KINDS, 0)
     out = []
-    hours = int((top - (now - timedelta(days=5))).total_seconds() // 3600)
+    hours = int((top - since).total_seconds() // 3600)
     for n, back in enumerate(range(hours, -1, -12)):
         newest = top - timedelta(hours=back)
         hourly = [
@@ -169,12 +201,22 @@ def test_a_weekend_figure_that_disagrees_fires_and_one_that_agrees_resolves(
     start_worker: Callable[..., Worker],
     ingest: TestClient,
     api: TestClient,
+    tmp_path: Path,
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
+    published, start, end = _weekend_report(now)
+    # Two sections counted one crossing attempt an hour: the weekend's figure.
+    expected = 2 * int((end - start).total_seconds() // 3600)
+    rules = yaml.safe_load((DEFAULT_CONFIG_DIR / "rules.yaml").read_text())
+    for rule in rules["rules"]:
+        if rule["id"] == "official-vs-field":
+            rule["max_age_hours"] = 8 * 24
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules))
     # The section states of the days before, as on bw.section-state: the assessor
-    # reads them whole and keeps their hourly buckets (48 weekend hours x 2 sections;
-    # the other Latvian sections counted nothing). Without them the weekend's hours are
-    # not held and the figure is not compared at all.
+    # reads them whole and keeps their hourly buckets (the weekend's hours x 2
+    # sections; the other Latvian sections counted nothing). Without them the
+    # weekend's hours are not held and the figure is not compared at all.
     latvian = [
         sid
         for sid, s in Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml").items()
@@ -182,12 +224,18 @@ def test_a_weekend_figure_that_disagrees_fires_and_one_that_agrees_resolves(
     ]
     produce(
         deployment,
-        [s for sid in latvian for s in _weekend_states(sid, int(sid in ("LV-KRA", "LV-SIL")), now)],
+        [
+            s
+            for sid in latvian
+            for s in _weekend_states(sid, int(sid in ("LV-KRA", "LV-SIL")), now, start)
+        ],
         [],
     )
-    worker = start_worker()
+    worker = start_worker(BW_RULES_FILE=str(rules_file))
     text = "Over the weekend, border guards prevented {} attempts to cross the border."
-    resp = ingest.post("/v1/reports", json=[official("vrs-weekend-1", text.format(457), "en", now)])
+    resp = ingest.post(
+        "/v1/reports", json=[official("vrs-weekend-1", text.format(457), "en", published)]
+    )
     assert resp.status_code == 202, resp.text
     try:
         wait_until(lambda: discrepancy(api, "firing"), 60, "the weekend discrepancy to fire")
@@ -198,15 +246,15 @@ def test_a_weekend_figure_that_disagrees_fires_and_one_that_agrees_resolves(
     assert (fired["alert_id"], fired["window"], fired["value"], fired["threshold"]) == (
         "official-vs-field.LV-ALL.1",
         "weekend",
-        96,
+        expected,
         457,
     )
-    assert "457 (weekend, report vrs-weekend-1) differs from 96" in fired["summary"]
+    assert f"457 (weekend, report vrs-weekend-1) differs from {expected}" in fired["summary"]
 
-    # A corrected statement: 100 over the weekend agrees with the 96 counted.
-    later = now + timedelta(seconds=1)
+    # A corrected statement, published a second later, agrees with what was counted.
+    later = published + timedelta(seconds=1)
     resp = ingest.post(
-        "/v1/reports", json=[official("vrs-weekend-2", text.format(100), "en", later)]
+        "/v1/reports", json=[official("vrs-weekend-2", text.format(expected), "en", later)]
     )
     assert resp.status_code == 202, resp.text
     try:
@@ -215,4 +263,5 @@ def test_a_weekend_figure_that_disagrees_fires_and_one_that_agrees_resolves(
         raise AssertionError(f"{exc}\nworker log:\n{worker.log()}") from None
     detail = api.get("/api/v1/alerts/official-vs-field.LV-ALL.1").json()
     assert [t["status"] for t in detail["transitions"]] == ["firing", "resolved"]
-    assert detail["current"]["threshold"] == 100 and detail["current"]["value"] == 96
+    assert detail["current"]["threshold"] == expected
+    assert detail["current"]["value"] == expected
