@@ -28,6 +28,13 @@ recovery, offset commits, flow control) and changes only how records of the
   ``suspend_flow`` like Faust's own loop), so a slow counter applies
   back-pressure instead of growing memory.
 
+Two defects of Faust's consumer are mended here too (session 7):
+:meth:`BulkConsumer.getmany` fetches again the changelog records Faust drops
+during a rebalance (they have no committed offset to be read again from, and
+a table recovery waited for them forever), and :meth:`BulkConsumer._seek`
+seeks on the consumer's thread (Faust seeks from the worker's loop, racing the
+consumer thread's ``fetched_records``).
+
 Call :func:`install` before the app creates its consumer.
 """
 
@@ -207,11 +214,11 @@ class BulkConsumer(faust_aiokafka.Consumer):
         them again. A changelog partition has no committed offset, so nothing
         moves it back: a fetch that was waiting when the rebalance began, and
         returned the records of a newly assigned changelog partition just after
-        Recovery seeked it and before flow resumed, lost them for good and left
+        Recovery sought it and before flow resumed, lost them for good and left
         Recovery waiting forever ("No event received for active tp ...", seen in
         CI in session 6 and caught by ``stall.describe`` in session 7: aiokafka's
         position at the highwater, nothing restored). Here each changelog
-        partition with records not handed on is seeked back to the first of them.
+        partition with records not handed on is sought back to the first of them.
         """
         records, active_partitions = await self._wait_next_records(timeout)
         generation_id = self.app.consumer_generation_id
