@@ -169,8 +169,8 @@ def undelivered(records: Mapping[Any, list[Any]], delivered: Mapping[Any, int]) 
 async def _rewind(consumer: Any, offsets: Mapping[Any, int]) -> list[tuple[Any, int, int]]:
     """On the consumer's thread: move each still-assigned partition back to ``offset``
     when its position is past it (a seek made since, to an earlier offset, stands)."""
-    assignment = consumer._subscription.subscription
-    assignment = assignment.assignment if assignment is not None else None
+    subscription = consumer._subscription.subscription
+    assignment = subscription.assignment if subscription is not None else None
     moved = []
     for tp, offset in offsets.items():
         if assignment is None or tp not in assignment.tps:

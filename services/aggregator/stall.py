@@ -54,6 +54,13 @@ def _tp(tp: Any) -> str:
     return f"{tp.topic}[{tp.partition}]"
 
 
+def _by_tp(values: Any, show: Any = str) -> str:
+    """``topic[p]=value, ...`` in partition order, for a mapping keyed by partition."""
+    return ", ".join(
+        f"{_tp(tp)}={show(v)}" for tp, v in sorted(values.items(), key=lambda i: _tp(i[0]))
+    )
+
+
 def _aiokafka(consumer: Any) -> list[str]:
     lines: list[str] = []
     fetcher = getattr(consumer, "_fetcher", None)
@@ -72,16 +79,8 @@ def _aiokafka(consumer: Any) -> list[str]:
             )
     if fetcher is not None:
         records = dict(fetcher._records)
-        lines.append(
-            "aiokafka fetcher: records waiting for "
-            + (
-                ", ".join(
-                    f"{_tp(tp)}={type(r).__name__}"
-                    for tp, r in sorted(records.items(), key=lambda i: _tp(i[0]))
-                )
-                or "none"
-            )
-        )
+        shown = _by_tp(records, lambda r: type(r).__name__)
+        lines.append(f"aiokafka fetcher: records waiting for {shown or 'none'}")
         lines.append(f"aiokafka fetcher: nodes in flight {sorted(fetcher._in_flight)}")
         pending = list(fetcher._pending_tasks)
         lines.append(f"aiokafka fetcher: {len(pending)} pending tasks")
@@ -114,25 +113,14 @@ def describe(app: Any) -> str:
         lines.append(f"faust paused: {sorted(map(_tp, consumer._paused_partitions))}")
         lines.append(f"faust active: {sorted(map(_tp, consumer._active_partitions or ()))}")
         lines.append(f"faust buffered: {sorted(map(_tp, consumer._buffered_partitions))}")
-        lines.append(
-            "faust read offsets: "
-            + ", ".join(
-                f"{_tp(tp)}={o}"
-                for tp, o in sorted(consumer._read_offset.items(), key=lambda i: _tp(i[0]))
-            )
-        )
+        lines.append(f"faust read offsets: {_by_tp(consumer._read_offset)}")
         lines.append(f"faust changelog queue: {app.tables.changelog_queue.qsize()} events")
         recovery = app.tables.recovery
         for title, offsets in (
             ("active offsets", recovery.active_offsets),
             ("active highwaters", recovery.active_highwaters),
         ):
-            lines.append(
-                f"recovery {title}: "
-                + ", ".join(
-                    f"{_tp(tp)}={o}" for tp, o in sorted(offsets.items(), key=lambda i: _tp(i[0]))
-                )
-            )
+            lines.append(f"recovery {title}: {_by_tp(offsets)}")
         lines.append(
             f"recovery: in_recovery={recovery.in_recovery} completed={recovery.completed.is_set()} "
             f"changelog topics {sorted(changelogs)}"
