@@ -121,3 +121,57 @@ def test_keyboard_and_axe_at_1920x1080_and_1280x800(
         expect(detail).to_be_visible()  # Escape closed the dialog, not the detail
 
     assert page.console_errors == [], page.console_errors  # type: ignore[attr-defined]
+
+
+# Whether the focused element is the alert's item (or its Ack button) in the list
+# now on the page, with a visible focus indicator.
+ALERT_FOCUS = """([id, ack]) => {
+  const e = document.activeElement;
+  const item = e && e.closest && e.closest("#alerts li[data-alert-id]");
+  return Boolean(item && item.isConnected && item.dataset.alertId === id
+    && (ack ? e.matches(".ack-button") : e === item) && e.matches(":focus-visible"));
+}"""
+
+
+def test_the_focus_stays_on_an_alert_while_the_page_updates(
+    deployment: Deployment,
+    start_worker: Callable[..., Worker],
+    ingest: TestClient,
+    api_server: ApiServer,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    """Every section update rebuilds the alert list; a keyboard user reading an alert
+    (or about to ack it) must not be thrown back to the top of the page."""
+    rules = crossing_rules(tmp_path, "e2e-a11y", "LV-KRA", 50)
+    start_worker(BW_RULES_FILE=str(rules))
+    resp = ingest.post(
+        "/v1/field-events", json=[event("LV-KRA", "crossing_attempt", 55, datetime.now(UTC))]
+    )
+    assert resp.status_code == 202, resp.text
+    page.goto(f"{api_server.url}/#token={api_server.token}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    expect(page.locator(f'#alerts [data-alert-id="{ALERT_ID}"]')).to_be_visible(timeout=LIVE_MS)
+
+    for ack in (False, True):
+        for _ in range(60):  # Tab to the alert (then on to its button), as a user would
+            page.keyboard.press("Tab")
+            if page.evaluate(ALERT_FOCUS, [ALERT_ID, ack]):
+                break
+        assert page.evaluate(ALERT_FOCUS, [ALERT_ID, ack]), f"Tab never reached it (ack={ack})"
+        # Mark the list's item, post an update of another section, and wait until
+        # the list has been rebuilt around it.
+        page.evaluate("() => { document.querySelector('#alerts li[data-alert-id]').bwOld = 1; }")
+        resp = ingest.post(
+            "/v1/field-events", json=[event("LV-PIE", "detection", 1, datetime.now(UTC))]
+        )
+        assert resp.status_code == 202, resp.text
+        page.wait_for_function(
+            "() => { const li = document.querySelector('#alerts li[data-alert-id]');"
+            " return li && !li.bwOld; }",
+            timeout=LIVE_MS,
+        )
+        assert page.evaluate(ALERT_FOCUS, [ALERT_ID, ack]), (
+            f"focus lost on a re-render (ack={ack}): {page.evaluate('() => document.activeElement.outerHTML.slice(0, 120)')}"
+        )
+    assert page.console_errors == [], page.console_errors  # type: ignore[attr-defined]

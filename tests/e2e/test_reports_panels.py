@@ -126,6 +126,23 @@ def test_reports_assessment_and_discrepancy_panels(
     expect(lv).to_have_attribute("data-stage", "restrictions")
     expect(lv).not_to_contain_text("should")
 
+    # An evidence link keeps the keyboard focus while the panels are rebuilt (every
+    # section update rebuilds them).
+    link = military.locator('a.report-link:text("lsm-e2e-1")')
+    link.focus()
+    mark = "document.querySelector('#assessments [data-country=\"LV\"]')"
+    page.evaluate(f"() => {{ {mark}.bwOld = 1; }}")
+    assert (
+        ingest.post(
+            "/v1/field-events", json=[event("LV-PIE", "detection", 1, datetime.now(UTC))]
+        ).status_code
+        == 202
+    )
+    page.wait_for_function(
+        f"() => {{ const lv = {mark}; return lv && !lv.bwOld; }}", timeout=LIVE_MS
+    )
+    expect(link).to_be_focused()
+
     # The official 57 against 3 in the field: a discrepancy alert in the alerts panel.
     alert = page.locator('#alerts [data-alert-id="official-vs-field.LV-ALL.1"]')
     expect(alert).to_be_visible(timeout=LIVE_MS)

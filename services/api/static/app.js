@@ -542,10 +542,26 @@ function reportLink(id, text = id) {
     target: "_blank", rel: "noopener" }, text);
 }
 
+// Lists are rebuilt on every change (any section's update). A keyboard user on an
+// item, or on a link or button in it, keeps the focus on the same item's element
+// instead of being sent back to the top of the page (the table keeps its row so).
+const FOCUSABLE = "a[href], button, [tabindex]";
+function replaceKeepingFocus(list, key, children) {
+  const active = document.activeElement;
+  const item = active && list.contains(active) ? active.closest(`[${key}]`) : null;
+  const at = item && item.parentElement === list
+    ? [item, ...item.querySelectorAll(FOCUSABLE)].indexOf(active) : -1;
+  list.replaceChildren(...children);
+  if (at < 0) return;
+  const again = [...list.children].find((n) => n.getAttribute(key) === item.getAttribute(key));
+  const target = again && [again, ...again.querySelectorAll(FOCUSABLE)][at];
+  if (target) target.focus({ preventScroll: true });
+}
+
 function renderAssessments() {
   const list = [...state.assessments.values()].sort((a, b) => (a.country < b.country ? -1 : 1));
   $("#assessments-empty").hidden = list.length > 0;
-  $("#assessments").replaceChildren(...list.map((a) => el("article", {
+  replaceKeepingFocus($("#assessments"), "data-country", list.map((a) => el("article", {
     class: "assessment", "data-country": a.country, "data-stage": a.stage,
   },
   el("h3", {}, el("span", { class: "id" }, a.country), " ",
@@ -741,7 +757,7 @@ function renderAlerts() {
   $("#alerts-count").dataset.count = firing.length;
   $("#alerts-empty").hidden = firing.length > 0;
   $("#alerts-empty").textContent = historic ? "No alert was firing then." : "No alert is firing.";
-  $("#alerts").replaceChildren(...firing.map((a) => alertItem(a, historic)));
+  replaceKeepingFocus($("#alerts"), "data-alert-id", firing.map((a) => alertItem(a, historic)));
 
   // Resolved history, newest first; in the history view only what had ended by then.
   const cutoff = historic ? Date.parse(pic.at) : Infinity;
