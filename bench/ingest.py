@@ -46,6 +46,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,32 @@ def start_ingest(
             pass
         time.sleep(0.2)
     raise SystemExit(f"ingest not ready:\n{tail(workdir / 'ingest.log')}")
+
+
+@contextmanager
+def broker_and_ingest(
+    workdir: Path,
+) -> Iterator[tuple[EmbeddedKafka, subprocess.Popen[bytes], str, str]]:
+    """A real embedded broker with the ``bench.`` topics and one ingest process on it,
+    as ``bench.ingest`` measures it: (broker, ingest, its URL, a field token). Both
+    are stopped on the way out."""
+    broker = EmbeddedKafka(workdir / "kafka", heap="768m")
+    broker.start()
+    ingest: subprocess.Popen[bytes] | None = None
+    try:
+        broker.wait_ready(timeout=90)
+        kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="bench.")
+        asyncio.run(ensure_topics(kafka, 6))
+        ingest, url, token = start_ingest(broker.bootstrap, "bench.", workdir)
+        yield broker, ingest, url, token
+    finally:
+        if ingest is not None and ingest.poll() is None:
+            os.killpg(ingest.pid, signal.SIGTERM)
+            try:
+                ingest.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(ingest.pid, signal.SIGKILL)
+        broker.stop()
 
 
 def start_ingest_replicas(
@@ -391,54 +419,38 @@ def main() -> None:
         flush=True,
     )
 
-    with tempfile.TemporaryDirectory(prefix="bw-bench-ingest-") as tmp:
-        workdir = Path(tmp)
-        broker = EmbeddedKafka(workdir / "kafka", heap="768m")
-        broker.start()
-        ingest: subprocess.Popen[bytes] | None = None
-        try:
-            broker.wait_ready(timeout=90)
-            kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="bench.")
-            ceiling_kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="ceil.")
-            asyncio.run(ensure_topics(kafka, 6))
-            asyncio.run(ensure_topics(ceiling_kafka, 6))
-            ingest, url, token = start_ingest(broker.bootstrap, "bench.", workdir)
+    with (
+        tempfile.TemporaryDirectory(prefix="bw-bench-ingest-") as tmp,
+        broker_and_ingest(Path(tmp)) as (broker, ingest, url, token),
+    ):
+        ceiling_kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="ceil.")
+        asyncio.run(ensure_topics(ceiling_kafka, 6))
 
-            asyncio.run(post_all(url, token, warm_bodies, args.clients))
-            ingest_ps = psutil.Process(ingest.pid)
-            broker_ps = psutil.Process(broker.process.pid) if broker.process else None
-            cpu0 = ingest_ps.cpu_times()
-            bcpu0 = broker_ps.cpu_times() if broker_ps else None
-            accepted, took, latencies, failed = asyncio.run(
-                post_all(url, token, bodies, args.clients)
-            )
-            cpu1 = ingest_ps.cpu_times()
-            bcpu1 = broker_ps.cpu_times() if broker_ps else None
-            ingest_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-            broker_cpu = (
-                (bcpu1.user + bcpu1.system) - (bcpu0.user + bcpu0.system)
-                if bcpu0 and bcpu1
-                else float("nan")
-            )
-            rate = accepted / took
+        asyncio.run(post_all(url, token, warm_bodies, args.clients))
+        ingest_ps = psutil.Process(ingest.pid)
+        broker_ps = psutil.Process(broker.process.pid) if broker.process else None
+        cpu0 = ingest_ps.cpu_times()
+        bcpu0 = broker_ps.cpu_times() if broker_ps else None
+        accepted, took, latencies, failed = asyncio.run(post_all(url, token, bodies, args.clients))
+        cpu1 = ingest_ps.cpu_times()
+        bcpu1 = broker_ps.cpu_times() if broker_ps else None
+        ingest_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        broker_cpu = (
+            (bcpu1.user + bcpu1.system) - (bcpu0.user + bcpu0.system)
+            if bcpu0 and bcpu1
+            else float("nan")
+        )
+        rate = accepted / took
 
-            asyncio.run(produce_all(ceiling_kafka, "ceil.field-events", warm_records, args.clients))
-            produced, ctook, clat = asyncio.run(
-                produce_all(ceiling_kafka, "ceil.field-events", per_event, args.clients)
-            )
-            crate = produced / ctook
-            rproduced, rtook, rlat = asyncio.run(
-                produce_all(ceiling_kafka, "ceil.field-events", records, args.clients)
-            )
-            rrate = rproduced / rtook
-        finally:
-            if ingest is not None and ingest.poll() is None:
-                os.killpg(ingest.pid, signal.SIGTERM)
-                try:
-                    ingest.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(ingest.pid, signal.SIGKILL)
-            broker.stop()
+        asyncio.run(produce_all(ceiling_kafka, "ceil.field-events", warm_records, args.clients))
+        produced, ctook, clat = asyncio.run(
+            produce_all(ceiling_kafka, "ceil.field-events", per_event, args.clients)
+        )
+        crate = produced / ctook
+        rproduced, rtook, rlat = asyncio.run(
+            produce_all(ceiling_kafka, "ceil.field-events", records, args.clients)
+        )
+        rrate = rproduced / rtook
 
     ms = 1000
     print(

@@ -45,10 +45,7 @@ from pathlib import Path
 import orjson
 import psutil  # type: ignore[import-untyped]
 
-from bench.ingest import make_batches, post_all, start_ingest
-from services.common.kafka import ensure_topics
-from services.common.settings import CommonSettings
-from services.runtime.broker import EmbeddedKafka
+from bench.ingest import broker_and_ingest, make_batches, post_all
 
 # (part, path fragments): the first frame, innermost first, whose file holds one
 # of the fragments decides. Order matters only where fragments overlap. Frames
@@ -165,65 +162,49 @@ def main() -> None:
         f"py-spy at {args.rate} Hz; {os.cpu_count()} CPUs",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="bw-bench-ingest-profile-") as tmp:
-        workdir = Path(tmp)
-        broker = EmbeddedKafka(workdir / "kafka", heap="768m")
-        broker.start()
-        ingest: subprocess.Popen[bytes] | None = None
-        try:
-            broker.wait_ready(timeout=90)
-            kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="bench.")
-            asyncio.run(ensure_topics(kafka, 6))
-            ingest, url, token = start_ingest(broker.bootstrap, "bench.", workdir)
-            asyncio.run(post_all(url, token, warm_bodies, args.clients))
-            raw = workdir / "ingest.raw"
-            spy = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "--pid",
-                    str(ingest.pid),
-                    "--rate",
-                    str(args.rate),
-                    "--format",
-                    "raw",
-                    "--full-filenames",
-                    "--nolineno",
-                    "--threads",
-                    "--native",
-                    "--output",
-                    str(raw),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+    with (
+        tempfile.TemporaryDirectory(prefix="bw-bench-ingest-profile-") as tmp,
+        broker_and_ingest(Path(tmp)) as (_, ingest, url, token),
+    ):
+        asyncio.run(post_all(url, token, warm_bodies, args.clients))
+        raw = Path(tmp) / "ingest.raw"
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(ingest.pid),
+                "--rate",
+                str(args.rate),
+                "--format",
+                "raw",
+                "--full-filenames",
+                "--nolineno",
+                "--threads",
+                "--native",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        ps = psutil.Process(ingest.pid)
+        cpu0 = ps.cpu_times()
+        sched0 = _schedstat(ingest.pid)
+        accepted, took, latencies, failed = asyncio.run(post_all(url, token, bodies, args.clients))
+        cpu1 = ps.cpu_times()
+        sched1 = _schedstat(ingest.pid)
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
+        if not raw.exists():
+            raise SystemExit(
+                f"py-spy wrote no profile (exit {spy.returncode}); it needs the right to "
+                "ptrace ingest: root, or CAP_SYS_PTRACE"
             )
-            time.sleep(1.0)  # py-spy attaches
-            ps = psutil.Process(ingest.pid)
-            cpu0 = ps.cpu_times()
-            sched0 = _schedstat(ingest.pid)
-            accepted, took, latencies, failed = asyncio.run(
-                post_all(url, token, bodies, args.clients)
-            )
-            cpu1 = ps.cpu_times()
-            sched1 = _schedstat(ingest.pid)
-            spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=30)
-            if not raw.exists():
-                raise SystemExit(
-                    f"py-spy wrote no profile (exit {spy.returncode}); it needs the right to "
-                    "ptrace ingest: root, or CAP_SYS_PTRACE"
-                )
-            if args.keep:
-                args.keep.write_bytes(raw.read_bytes())
-            parts = read_raw(raw)
-        finally:
-            if ingest is not None and ingest.poll() is None:
-                os.killpg(ingest.pid, signal.SIGTERM)
-                try:
-                    ingest.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(ingest.pid, signal.SIGKILL)
-            broker.stop()
+        if args.keep:
+            args.keep.write_bytes(raw.read_bytes())
+        parts = read_raw(raw)
 
     requests = len(latencies)
     per = 1000 / requests

@@ -40,6 +40,26 @@ FOCUSED = """() => {
 }"""
 
 
+def open_with_an_alert(
+    start_worker: Callable[..., Worker],
+    ingest: TestClient,
+    api_server: ApiServer,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    """A worker whose rule fires on LV-KRA, 55 crossings posted, and the dashboard open
+    and live with the alert shown."""
+    rules = crossing_rules(tmp_path, "e2e-a11y", "LV-KRA", 50)
+    start_worker(BW_RULES_FILE=str(rules))
+    resp = ingest.post(
+        "/v1/field-events", json=[event("LV-KRA", "crossing_attempt", 55, datetime.now(UTC))]
+    )
+    assert resp.status_code == 202, resp.text
+    page.goto(f"{api_server.url}/#token={api_server.token}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    expect(page.locator(f'#alerts [data-alert-id="{ALERT_ID}"]')).to_be_visible(timeout=LIVE_MS)
+
+
 def test_keyboard_and_axe_at_1920x1080_and_1280x800(
     deployment: Deployment,
     start_worker: Callable[..., Worker],
@@ -48,17 +68,7 @@ def test_keyboard_and_axe_at_1920x1080_and_1280x800(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    rules = crossing_rules(tmp_path, "e2e-a11y", "LV-KRA", 50)
-    start_worker(BW_RULES_FILE=str(rules))
-    resp = ingest.post(
-        "/v1/field-events", json=[event("LV-KRA", "crossing_attempt", 55, datetime.now(UTC))]
-    )
-    assert resp.status_code == 202, resp.text
-
-    page.goto(f"{api_server.url}/#token={api_server.token}")
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
-    alert = page.locator(f'#alerts [data-alert-id="{ALERT_ID}"]')
-    expect(alert).to_be_visible(timeout=LIVE_MS)
+    open_with_an_alert(start_worker, ingest, api_server, page, tmp_path)
     expect(page.locator("#map path.eu-by-border")).to_have_count(1)
 
     # Tab walks the page in reading order, each stop with a visible focus indicator.
@@ -143,15 +153,7 @@ def test_the_focus_stays_on_an_alert_while_the_page_updates(
 ) -> None:
     """Every section update rebuilds the alert list; a keyboard user reading an alert
     (or about to ack it) must not be thrown back to the top of the page."""
-    rules = crossing_rules(tmp_path, "e2e-a11y", "LV-KRA", 50)
-    start_worker(BW_RULES_FILE=str(rules))
-    resp = ingest.post(
-        "/v1/field-events", json=[event("LV-KRA", "crossing_attempt", 55, datetime.now(UTC))]
-    )
-    assert resp.status_code == 202, resp.text
-    page.goto(f"{api_server.url}/#token={api_server.token}")
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
-    expect(page.locator(f'#alerts [data-alert-id="{ALERT_ID}"]')).to_be_visible(timeout=LIVE_MS)
+    open_with_an_alert(start_worker, ingest, api_server, page, tmp_path)
 
     for ack in (False, True):
         for _ in range(60):  # Tab to the alert (then on to its button), as a user would
