@@ -259,13 +259,17 @@ class EmbeddedKafka:
             "num.network.threads": "2",
             "num.io.threads": "4",
             "log.flush.interval.messages": "9223372036854775807",
+        }
+        if self.cluster_size == 1:
             # The active controller appends a no-op record to the metadata log this
             # often (Kafka's 500 ms) to show it is alive; each one is written and
             # flushed. Every 5 s: an idle single-node broker 2-3 % of a core less
             # (raft-io and quorum-controller threads, 3.7 + 2.0 % -> 1.0 + 1.2 %).
-            # Brokers are fenced by their heartbeats, not by these records.
-            "metadata.max.idle.interval.ms": "5000",
-        }
+            # A cluster keeps Kafka's default: there the other nodes follow the
+            # quorum through its log, and the one CI run of `up --brokers 3` made with
+            # 5 s stalled (a producer flush past the group's rebalance timeout); that
+            # it was this setting is not shown, nor that 5 s is safe there.
+            props["metadata.max.idle.interval.ms"] = "5000"
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
         return path

@@ -93,6 +93,8 @@ def test_a_three_node_cluster_replicates_kafkas_own_topics_too(tmp_path: Path) -
         assert p["default.replication.factor"] == "3"
         assert p["min.insync.replicas"] == "2"
         assert p["log.dirs"].startswith(str(tmp_path / f"node-{p['node.id']}"))
+        # Kafka's own no-op record interval in a cluster; only a single node spaces them.
+        assert "metadata.max.idle.interval.ms" not in p
     # A restart keeps a node's address; the cluster id is shared and kept.
     again = EmbeddedCluster(tmp_path, 3)
     assert again.bootstrap == cluster.bootstrap
@@ -134,3 +136,9 @@ def test_reuse_port_lets_two_processes_share_a_port() -> None:
     finally:
         first.close()
     assert isinstance(first, socket.socket)
+
+
+def test_a_single_node_writes_its_no_op_metadata_record_every_5_s(tmp_path: Path) -> None:
+    node = EmbeddedKafka(tmp_path / "kafka")
+    node.choose_ports()
+    assert _props(node)["metadata.max.idle.interval.ms"] == "5000"
