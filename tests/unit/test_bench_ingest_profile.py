@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from bench.ingest_profile import LOOP, OTHER, SYSCALL, part_of, read_raw
 
-SP = "/work/main/.venv/lib/python3.11/site-packages"
-STD = "/root/.pyenv/versions/3.11.7/lib/python3.11"
+# The paths py-spy would print on this machine: site-packages, the standard library
+# and this checkout.
+SP = sysconfig.get_paths()["purelib"]
+STD = sysconfig.get_paths()["stdlib"]
+REPO = str(Path(__file__).resolve().parents[2])
 ROOT = [
     "_run_module_as_main (<frozen runpy>)",
     f"<module> ({SP}/uvicorn/__main__.py)",
@@ -22,9 +26,9 @@ ROOT = [
 ]
 DOOR = [
     f"RequestResponseCycle.run_asgi ({SP}/uvicorn/protocols/http/httptools_impl.py)",
-    "IngestApp.__call__ (/work/main/services/ingest/fastpath.py)",
-    "FieldEventsDoor._respond (/work/main/services/ingest/fastpath.py)",
-    "field_events (/work/main/services/ingest/routes.py)",
+    f"IngestApp.__call__ ({REPO}/services/ingest/fastpath.py)",
+    f"FieldEventsDoor._respond ({REPO}/services/ingest/fastpath.py)",
+    f"field_events ({REPO}/services/ingest/routes.py)",
 ]
 SEND = [
     f"Sender._send_produce_req ({SP}/aiokafka/producer/sender.py)",
@@ -43,7 +47,7 @@ SEND = [
         (
             [
                 *DOOR,
-                "check_events (/work/main/services/ingest/validation.py)",
+                f"check_events ({REPO}/services/ingest/validation.py)",
                 f"TypeAdapter.validate_json ({SP}/pydantic/type_adapter.py)",
                 "validate_json (/project/src/validators/mod.rs)",
             ],
@@ -52,20 +56,20 @@ SEND = [
         (
             [
                 *DOOR,
-                "section_records (/work/main/services/ingest/producer.py)",
-                "_encode (/work/main/services/ingest/producer.py)",
+                f"section_records ({REPO}/services/ingest/producer.py)",
+                f"_encode ({REPO}/services/ingest/producer.py)",
                 f"TypeAdapter.dump_json ({SP}/pydantic/type_adapter.py)",
             ],
             "ingest: record encoding",
         ),
         (
-            [*DOOR, "KafkaGate.publish (/work/main/services/ingest/producer.py)"],
+            [*DOOR, f"KafkaGate.publish ({REPO}/services/ingest/producer.py)"],
             "ingest: publish and ack wait",
         ),
         (
             [
                 *DOOR,
-                "KafkaGate.publish (/work/main/services/ingest/producer.py)",
+                f"KafkaGate.publish ({REPO}/services/ingest/producer.py)",
                 f"AIOKafkaProducer.send ({SP}/aiokafka/producer/producer.py)",
                 f"MessageAccumulator.add_message ({SP}/aiokafka/producer/message_accumulator.py)",
             ],
