@@ -438,12 +438,22 @@ def scenario(
 
 
 def fill(
-    n_total: int, marks: list[int], slice_n: int, bootstrap: str, work: Path
+    n_total: int,
+    marks: list[int],
+    slice_n: int,
+    bootstrap: str,
+    work: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """The window fills: ``n_total`` events of 20 sections spread over 7 days in time
     order (ingest's records), counted from a backlog by one worker; the rate over
     the ``slice_n`` events after each mark of events held, RSS there, the exact
-    7-day counts at the end, then a SIGKILL and the successor's recovery time."""
+    7-day counts at the end, then a SIGKILL and the successor's recovery time.
+
+    ``profile``: a directory where py-spy records the worker over each mark's slice
+    (``fill-<mark>.txt``, py-spy's raw stacks; ``--nonblocking``, so it never pauses
+    the worker and the slices may overlap), to see what costs more at one mark than
+    at another."""
     import random
 
     import psutil
@@ -503,6 +513,7 @@ def fill(
         ps = psutil.Process(proc.pid)
         points = sorted({m for m in marks} | {m + slice_n for m in marks} | {n_total})
         seen: dict[int, tuple[float, float, float]] = {}  # point -> (time, RSS, worker CPU)
+        spies: dict[int, subprocess.Popen[bytes]] = {}  # mark -> py-spy over its slice
         started = time.perf_counter()
         while len(seen) < len(points):
             c = _metric(url, counted)
@@ -514,6 +525,13 @@ def fill(
                         ps.memory_info().rss / 2**20,
                         cpu.user + cpu.system,
                     )
+            if profile is not None:
+                for m in marks:
+                    if m in seen and m not in spies and m + slice_n not in seen:
+                        spies[m] = _spy(proc.pid, profile / f"fill-{m}.txt")
+                    if m in spies and m + slice_n in seen and spies[m].returncode is None:
+                        spies[m].send_signal(signal.SIGINT)
+                        spies[m].wait(timeout=30)
             if proc.poll() is not None or time.perf_counter() - started > 1800:
                 raise SystemExit(f"fill: worker stopped or too slow; see {work}")
             time.sleep(0.02)
@@ -531,6 +549,9 @@ def fill(
                 f"{slice_n:,} ({us:.2f} µs of worker CPU each), worker RSS {rss:.0f} MiB",
                 flush=True,
             )
+        if profile is not None:
+            for line in profile_table(profile, marks, slice_n):
+                print(f"[fill] {line}", flush=True)
         out["overall_ev_per_s"] = n_total / (seen[n_total][0] - started)
         out["rss_end_mib"] = ps.memory_info().rss / 2**20
         deadline = time.monotonic() + 60
@@ -601,6 +622,78 @@ def table(results: dict[str, Any]) -> None:
     print(f"(2 cores; {results['command']})")
 
 
+def stack_counts(raw: Path) -> tuple[int, dict[str, int]]:
+    """py-spy's raw stacks (``--nolineno``): the samples, and per function (``name
+    (file)``, the file without its directories) the samples it is on the stack of."""
+    total = 0
+    inclusive: dict[str, int] = defaultdict(int)
+    for line in raw.read_text(encoding="utf-8").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or not stack:
+            continue
+        frames = [f for f in stack.split(";")[1:] if f]  # the first is the thread
+        if not frames:
+            continue
+        total += int(n)
+        for name in {_short(f) for f in frames}:
+            inclusive[name] += int(n)
+    return total, dict(inclusive)
+
+
+def _short(frame: str) -> str:
+    name, sep, where = frame.rpartition(" (")
+    return f"{name} ({where.rstrip(')').rsplit('/', 1)[-1]})" if sep else frame
+
+
+def profile_table(profile: Path, marks: list[int], slice_n: int, top: int = 15) -> list[str]:
+    """Lines comparing the marks' profiles: samples per 1,000,000 events counted, in
+    all and for the functions most often on the stack (below the outer frames that
+    hold most samples). A function whose cost cannot
+    depend on what is held (decoding, hashing an id) moving as much as the whole
+    shows the host's noise, not growth."""
+    counts = {m: stack_counts(profile / f"fill-{m}.txt") for m in marks}
+    scale = 1_000_000 / slice_n
+    head = " | ".join(f"{m:,} held" for m in marks)
+    lines = [
+        "py-spy samples per 1,000,000 events counted (200 Hz, so 5 ms each):",
+        f"| function | {head} |",
+        "|---|" + "---:|" * len(marks),
+        "| (all) | " + " | ".join(f"{counts[m][0] * scale:,.0f}" for m in marks) + " |",
+    ]
+    last = counts[marks[-1]][1]
+    names = sorted(last, key=lambda k: -last[k])
+    # The outer frames (start-up, the agent's loop) hold most samples and say nothing.
+    shown = [k for k in names if last[k] * 2 < counts[marks[-1]][0]][:top]
+    for name in shown:
+        row = " | ".join(f"{counts[m][1].get(name, 0) * scale:,.0f}" for m in marks)
+        lines.append(f"| {name} | {row} |")
+    return lines
+
+
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (raw stacks to ``out``) until it gets SIGINT."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nolineno",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=100_000, help="events, one a record")
@@ -614,6 +707,11 @@ def main() -> None:
         help="events held at which to measure, e.g. 200000,1000000,5000000 (then a SIGKILL)",
     )
     parser.add_argument("--fill-slice", type=int, default=100_000)
+    parser.add_argument(
+        "--fill-profile",
+        type=Path,
+        help="a directory: py-spy records the worker over each mark's slice there",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="bw-bench-"))
@@ -645,7 +743,12 @@ def main() -> None:
         if args.fill:
             marks = sorted(int(m) for m in args.fill.split(","))
             results["fill"] = fill(
-                marks[-1] + args.fill_slice, marks, args.fill_slice, broker.bootstrap, work
+                marks[-1] + args.fill_slice,
+                marks,
+                args.fill_slice,
+                broker.bootstrap,
+                work,
+                args.fill_profile,
             )
     finally:
         broker.stop()
