@@ -2,7 +2,8 @@
 
     python -m bench.aggregator [--single 100000] [--batched 200000] [--peer-events 30000]
                                [--only borderwatch,textbook,quix,ceiling]
-                               [--fill 200000,1000000,5000000 [--fill-slice 100000]]
+                               [--fill 200000,1000000,5000000 [--fill-slice 100000]
+                                [--fill-profile DIR]]
 
 Starts a real embedded Kafka broker in a temporary directory and, for each of two
 inputs, writes the events to a topic of its own from a backlog:
@@ -29,7 +30,10 @@ With ``--fill``, one worker also counts a backlog of 20 sections' events spread
 over 7 days in time order, and the rate over the slice after each mark of
 events held shows whether it stays flat as the window fills (with RSS); then it
 is killed with SIGKILL and the successor's recovery time is measured (ready,
-and counting a new event).
+and counting a new event). A slice must outlast the host's swings: on session
+9's host, 400,000-event slices (2 s) scattered by up to 2x, 1,000,000-event ones
+by 9-22 %. ``--fill-profile DIR`` records each slice with py-spy and prints the
+slices' profiles side by side, to tell growth from noise.
 
 Prints a table with the ratios and writes ``bench/results/aggregator-<date>.json``
 (``aggregator-fill-<date>.json`` for a run of ``--fill`` alone).
