@@ -2,7 +2,7 @@
 
     python -m bench.aggregator [--single 100000] [--batched 200000] [--peer-events 30000]
                                [--only borderwatch,textbook,quix,ceiling]
-                               [--fill 200000,1000000,5000000 [--fill-slice 100000]
+                               [--fill 200000,1000000,5000000 [--fill-slice 1000000]
                                 [--fill-profile DIR]]
 
 Starts a real embedded Kafka broker in a temporary directory and, for each of two
@@ -521,14 +521,12 @@ def fill(
         started = time.perf_counter()
         while len(seen) < len(points):
             c = _metric(url, counted)
-            for p in points:
-                if p not in seen and c >= p:
-                    cpu = ps.cpu_times()
-                    seen[p] = (
-                        time.perf_counter(),
-                        ps.memory_info().rss / 2**20,
-                        cpu.user + cpu.system,
-                    )
+            reached = [p for p in points if p not in seen and c >= p]
+            if reached:
+                # One reading per poll: points passed in the same poll share it.
+                cpu = ps.cpu_times()
+                reading = (time.perf_counter(), ps.memory_info().rss / 2**20, cpu.user + cpu.system)
+                seen.update(dict.fromkeys(reached, reading))
             if profile is not None:
                 for m in marks:
                     if m in seen and m not in spies and m + slice_n not in seen:
@@ -541,6 +539,13 @@ def fill(
             time.sleep(0.02)
         for m in marks:
             (t1, rss, c1), (t2, _, c2) = seen[m], seen[m + slice_n]
+            if t2 == t1:  # one batch counted the whole slice between two polls
+                print(
+                    f"[fill] {m:>9,} events held: the next {slice_n:,} took one poll; "
+                    "too short a slice to time",
+                    flush=True,
+                )
+                continue
             # CPU per event: steadier than the rate on a shared machine.
             us = (c2 - c1) / slice_n * 1e6
             out["marks"][str(m)] = {
@@ -652,9 +657,16 @@ def _short(frame: str) -> str:
 def profile_table(profile: Path, marks: list[int], slice_n: int, top: int = 15) -> list[str]:
     """Lines comparing the marks' profiles: samples per 1,000,000 events counted, in
     all and for the functions most often on the stack (below the outer frames that
-    hold most samples). A function whose cost cannot
-    depend on what is held (decoding, hashing an id) moving as much as the whole
-    shows the host's noise, not growth."""
+    hold most samples). A function whose cost cannot depend on what is held
+    (decoding, hashing an id) moving as much as the whole shows the host's noise,
+    not growth."""
+    missing = [m for m in marks if not (profile / f"fill-{m}.txt").exists()]
+    if missing:
+        return [
+            f"no profile of the slices after {', '.join(map(str, missing))} events held: "
+            "a slice counted between two polls, or py-spy could not read the worker's "
+            "memory (root or CAP_SYS_PTRACE)"
+        ]
     counts = {m: stack_counts(profile / f"fill-{m}.txt") for m in marks}
     scale = 1_000_000 / slice_n
     head = " | ".join(f"{m:,} held" for m in marks)
@@ -710,7 +722,12 @@ def main() -> None:
         default="",
         help="events held at which to measure, e.g. 200000,1000000,5000000 (then a SIGKILL)",
     )
-    parser.add_argument("--fill-slice", type=int, default=100_000)
+    parser.add_argument(
+        "--fill-slice",
+        type=int,
+        default=1_000_000,
+        help="events counted after each mark: a slice must outlast the host's swings",
+    )
     parser.add_argument(
         "--fill-profile",
         type=Path,

@@ -52,6 +52,13 @@ def test_the_table_gives_samples_per_million_events_for_each_mark(tmp_path: Path
     assert "| Engine.apply_record (state.py) | 8 | 4 |" in lines
 
 
+def test_a_slice_py_spy_did_not_record_is_named_not_a_crash(tmp_path: Path) -> None:
+    _raw(tmp_path / "fill-10.txt", [(ROOT, 6)])
+    lines = profile_table(tmp_path, [10, 20], 500_000)
+    assert len(lines) == 1
+    assert "after 20 events held" in lines[0]
+
+
 def test_py_spy_records_a_running_process_without_pausing_it(tmp_path: Path) -> None:
     busy = subprocess.Popen(
         [sys.executable, "-c", "print('up', flush=True)\nwhile True:\n    sum(range(10_000))"],
