@@ -66,6 +66,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.pyspy import PY_SPY, raw_stacks
 from schemas.models import KINDS
 from services.common.kafka import ensure_topics
 from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings
@@ -636,16 +637,12 @@ def stack_counts(raw: Path) -> tuple[int, dict[str, int]]:
     (file)``, the file without its directories) the samples it is on the stack of."""
     total = 0
     inclusive: dict[str, int] = defaultdict(int)
-    for line in raw.read_text(encoding="utf-8").splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit() or not stack:
-            continue
-        frames = [f for f in stack.split(";")[1:] if f]  # the first is the thread
+    for frames, n in raw_stacks(raw):
         if not frames:
             continue
-        total += int(n)
+        total += n
         for name in {_short(f) for f in frames}:
-            inclusive[name] += int(n)
+            inclusive[name] += n
     return total, dict(inclusive)
 
 
@@ -691,7 +688,7 @@ def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
-            str(Path(sys.executable).with_name("py-spy")),
+            PY_SPY,
             "record",
             "--pid",
             str(pid),

@@ -36,7 +36,6 @@ import gc
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -46,6 +45,7 @@ import orjson
 import psutil  # type: ignore[import-untyped]
 
 from bench.ingest import broker_and_ingest, make_batches, post_all
+from bench.pyspy import PY_SPY, raw_stacks
 
 # (part, path fragments): the first frame, innermost first, whose file holds one
 # of the fragments decides. Order matters only where fragments overlap. Frames
@@ -127,12 +127,8 @@ def _matches(frame: str, fragment: str) -> bool:
 
 def read_raw(path: Path) -> Counter[str]:
     parts: Counter[str] = Counter()
-    for line in path.read_text().splitlines():
-        stack_text, _, count = line.rpartition(" ")
-        if not stack_text:
-            continue
-        stack = [f for f in stack_text.split(";") if not f.startswith("thread ")]
-        parts[part_of(stack)] += int(count)
+    for stack, count in raw_stacks(path):
+        parts[part_of(stack)] += count
     return parts
 
 
@@ -170,7 +166,7 @@ def main() -> None:
         raw = Path(tmp) / "ingest.raw"
         spy = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("py-spy")),
+                PY_SPY,
                 "record",
                 "--pid",
                 str(ingest.pid),
