@@ -145,7 +145,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.aggregator.rules import load_rules
     from services.common.auth import TokenStore, create_token
     from services.common.catalogue import Catalogue
-    from services.common.kafka import ensure_topics, replication_for
+    from services.common.kafka import ensure_topics, replication_for, wait_for_brokers
     from services.runtime.broker import (
         EmbeddedCluster,
         EmbeddedKafka,
@@ -235,6 +235,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                     "topic_min_insync_replicas": settings.topic_min_insync_replicas or min_insync,
                 }
             )
+            # Such a broker drops out of the cluster's metadata until its next
+            # heartbeat: CI once saw 2 of 3 listed just after all 3 were, and the
+            # check below refused the copies asked for. Our own cluster's size is
+            # known, so wait for it whole rather than refuse.
+            asyncio.run(wait_for_brokers(kafka_settings, counts["brokers"]))
         # Checked against the cluster before any topic is made (a ConfigError if
         # the settings ask for more copies than there are brokers).
         replication = asyncio.run(replication_for(kafka_settings))
