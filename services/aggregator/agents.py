@@ -45,7 +45,7 @@ from services.aggregator.state import (
 )
 from services.common import gctune
 from services.common.catalogue import Catalogue
-from services.common.headers import received_at
+from services.common.headers import received_at, version_header
 from services.common.kafka import partition_for
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,13 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
             topics.section_hours, value, key=hour_key, timestamp_ms=int(timestamp * 1000)
         )
     if outbox["state"] is not None:
-        await producer.send(topics.section_state, orjson.dumps(outbox["state"]), key=key)
+        state = outbox["state"]
+        await producer.send(
+            topics.section_state,
+            orjson.dumps(state),
+            key=key,
+            headers=[version_header(state["version"])],
+        )
         STATES_PUBLISHED.inc()
         publish_latency.published(key, outbox["state"]["version"])  # issue 12
     agg = _cache.get(key)

@@ -33,6 +33,7 @@ from services.aggregator.metrics import AssessmentCollector
 from services.aggregator.reports_agent import COUNTERS
 from services.aggregator.rules import load_discrepancy_rules
 from services.common.catalogue import Catalogue
+from services.common.headers import version_of
 from services.common.kafka import make_consumer, partition_for
 from services.common.topics import REPORT_EVENTS, topic_specs
 from services.reports.assessment import FACTORS, LEVELS, STAGES, AssessmentConfig
@@ -83,7 +84,10 @@ class _Reader:
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
                     apply = self.apply[tp.topic]
+                    states = tp.topic == topics.section_state
                     for r in records:
+                        if states and _offered(tp, r):
+                            continue
                         try:
                             apply(orjson.loads(r.value))
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -123,6 +127,18 @@ class _Reader:
                 return out
             log.info("assessor waiting for topics %s", missing)
             await asyncio.sleep(1.0)
+
+
+def _offered(tp: TopicPartition, record: Any) -> bool:
+    """Offer a section state to the picture undecoded if its header gives its version
+    (the picture decodes only the newest of each section, when it is read); False
+    for a state to decode now (no header: from before it, or another producer)."""
+    version = version_of(record.headers)
+    if version is None or record.key is None or record.value is None:
+        return False
+    origin = f"topic {tp.topic}, partition {tp.partition}, offset {record.offset}"
+    picture.offer_state(record.key.decode(errors="replace"), version, record.value, origin)
+    return True
 
 
 reader = _Reader()

@@ -17,6 +17,15 @@ are not all held is not compared, with the reason kept in
 :attr:`Picture.not_compared` and logged, never compared against a partial
 count; an open discrepancy episode whose figures can no longer be compared
 resolves, saying why (``Tracker.lapse``).
+
+**States decoded when read.** A worker receives every state every section
+publishes (one per update: ~200 a second in a surge), but reads the picture
+only on its timer. :meth:`offer_state` keeps a state undecoded, with the
+version its record's header gives, and only the newest per section; the
+picture decodes and applies what it holds before it is read. Applying only
+the newest state of a section loses nothing: a newer state's 24 hours replace
+an older one's, and an hour that left a state's 24 on the way is in
+``bw.section-hours``, whose records win over any state's copy in either order.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from services.reports.assessment import AssessmentConfig, assess
 from services.reports.discrepancy import HELD, DiscrepancyRule, NotCompared, Tracker, evaluate
@@ -57,6 +68,42 @@ class Picture:
         self.history: dict[str, dict[float, dict[str, Any]]] = {}
         # (rule, report id, figure index) -> why that official figure is not compared.
         self.not_compared: OrderedDict[tuple[str, str, int], NotCompared] = OrderedDict()
+        # section id -> (version, encoded state, where it came from): offered, not applied.
+        self._offered: dict[str, tuple[int, bytes, str]] = {}
+
+    def offer_state(self, section_id: str, version: int, raw: bytes, origin: str = "") -> None:
+        """A section's state, encoded, whose ``version`` is known without decoding
+        it (from its record's header): kept if it is the newest seen of the
+        section, and applied (decoded) before the picture is next read.
+        ``origin`` (e.g. topic, partition and offset) names it in a log line should
+        it not decode."""
+        offered = self._offered.get(section_id)
+        if offered is not None and offered[0] > version:
+            return
+        current = self.states.get(section_id)
+        if current is not None and current["version"] >= version:
+            return
+        self._offered[section_id] = (version, raw, origin)
+
+    @property
+    def offered(self) -> int:
+        """States offered and not applied yet."""
+        return len(self._offered)
+
+    def settle(self) -> None:
+        """Decode and apply the offered states (done before every read)."""
+        offered, self._offered = self._offered, {}
+        for sid, (version, raw, origin) in offered.items():
+            try:
+                state = orjson.loads(raw)
+                if state["section_id"] != sid or state["version"] != version:
+                    raise ValueError(
+                        f"the record says section {sid!r} version {version}, its state "
+                        f"{state['section_id']!r} version {state['version']}"
+                    )
+                self.apply_state(state)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("assessor skipped a section state (%s): %s", origin or sid, exc)
 
     def apply_state(self, state: dict[str, Any]) -> None:
         sid = state["section_id"]
@@ -125,6 +172,7 @@ class Picture:
 
     def discrepancies(self, now: datetime, countries: Iterable[str]) -> list[dict[str, Any]]:
         """Alert transitions: the newest comparable official figure of each rule and country."""
+        self.settle()
         owned = set(countries)
         out = []
         by_time = sorted(self.analyses.values(), key=lambda a: a["published_at"], reverse=True)
@@ -194,6 +242,7 @@ class Picture:
 
     def assessments(self, now: datetime, countries: Iterable[str]) -> list[dict[str, Any]]:
         """Assessments that changed since the last published one."""
+        self.settle()
         self._prune(now)
         out = []
         for country in sorted(set(countries)):

@@ -35,6 +35,7 @@ from services.aggregator.state import (
     restore_all,
 )
 from services.common.catalogue import Catalogue
+from services.common.headers import version_of
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import DEFAULT_CONFIG_DIR
 from tests.integration.conftest import Deployment, Worker, event, read_alerts, wait_until
@@ -176,6 +177,8 @@ def _states_on_topic(dep: Deployment, sections: set[str]) -> dict[str, list[tupl
     out: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for r in _read_all(dep, dep.prefix + "section-state"):
         state = orjson.loads(r.value)
+        # The version header the assessor reads instead of decoding (assess_agent.py).
+        assert version_of(r.headers) == state["version"], (r.headers, state["version"])
         if state["section_id"] in sections:
             out[state["section_id"]].append((state["version"], sum(state["counts_24h"].values())))
     return dict(out)
