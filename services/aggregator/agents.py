@@ -252,8 +252,8 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
         await producer.send(
             topics.section_hours, value, key=hour_key, timestamp_ms=int(timestamp * 1000)
         )
-    if outbox["state"] is not None:
-        state = outbox["state"]
+    state = outbox["state"]
+    if state is not None:
         await producer.send(
             topics.section_state,
             orjson.dumps(state),
@@ -261,7 +261,7 @@ async def _send_outbox(key: bytes, outbox: dict[str, Any]) -> None:
             headers=[version_header(state["version"])],
         )
         STATES_PUBLISHED.inc()
-        publish_latency.published(key, outbox["state"]["version"])  # issue 12
+        publish_latency.published(key, state["version"])  # issue 12
     agg = _cache.get(key)
     if agg is not None and agg.outbox is outbox:
         agg.outbox_sent = True  # later writes of the core may leave it out
