@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from schemas.models import KINDS
+from services.aggregator import windows
 from services.aggregator.rules import load_rules
 from services.aggregator.state import (
     BatchOutcome,
@@ -92,9 +93,13 @@ def _expected(events: list[dict[str, Any]], rules_path: Path) -> dict[str, dict[
     for sid in CATALOGUE:
         agg = SectionAggregate(sid)
         engine.apply_record(agg, 0, 0, by_section.get(sid, []), BatchOutcome())
-        engine.refresh(agg, time.time())
+        now = time.time()
+        engine.refresh(agg, now)
         agg.writes()  # as the worker does after each refresh (the touched hours go once)
-        state = engine.refresh(agg, time.time() + 1)  # a second look changes nothing
+        # A second look a second later changes nothing, unless that second crosses
+        # an hour: the state's 24 hours move on then (a CI run failed at 15:00:00.5).
+        later = max(now, min(now + 1, (now // windows.HOUR + 1) * windows.HOUR - 0.001))
+        state = engine.refresh(agg, later)
         assert not state
         out[sid] = {
             "counts": {
