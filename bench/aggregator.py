@@ -33,7 +33,9 @@ is killed with SIGKILL and the successor's recovery time is measured (ready,
 and counting a new event). A slice must outlast the host's swings: on session
 9's host, 400,000-event slices (2 s) scattered by up to 2x, 1,000,000-event ones
 by 9-22 %. ``--fill-profile DIR`` records each slice with py-spy and prints the
-slices' profiles side by side, to tell growth from noise.
+slices' profiles side by side, to tell growth from noise. Each slice also prints
+the rest of the machine's CPU (the broker included) and the hypervisor's steal
+over it: a slice the host slowed down says so.
 
 Prints a table with the ratios and writes ``bench/results/aggregator-<date>.json``
 (``aggregator-fill-<date>.json`` for a run of ``--fill`` alone).
@@ -57,6 +59,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -442,6 +445,43 @@ def scenario(
     return out
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One poll of the fill: when, the worker's RSS (MiB) and CPU seconds, and the
+    whole machine's busy and steal seconds (``psutil.cpu_times()``, all CPUs)."""
+
+    at: float
+    rss_mib: float
+    worker_cpu: float
+    machine_busy: float
+    steal: float
+
+
+def slice_figures(first: Reading, last: Reading, events: int) -> dict[str, float] | None:
+    """The figures of one slice from the readings at its ends; None when one poll
+    saw the whole slice.
+
+    The steal and the rest of the machine's CPU tell a slow slice of a host that
+    took the CPUs away (steal) or ran something else from one whose work grew.
+    (Reading a slice in parts does not tell more: a batch of a backlog is up to
+    ``BW_BATCH_MAX`` records, ~250,000 events, so parts of a slice are timed to
+    within a batch.)"""
+    if last.at == first.at:
+        return None
+    seconds = last.at - first.at
+    worker = last.worker_cpu - first.worker_cpu
+    return {
+        "ev_per_s": events / seconds,
+        "rss_mib": first.rss_mib,
+        "worker_cpu_us_per_event": worker / events * 1e6,
+        # in % of one CPU over the slice; the rest of the machine includes the broker
+        "rest_of_machine_pct": max(0.0, last.machine_busy - first.machine_busy - worker)
+        / seconds
+        * 100,
+        "steal_pct": (last.steal - first.steal) / seconds * 100,
+    }
+
+
 def fill(
     n_total: int,
     marks: list[int],
@@ -517,7 +557,7 @@ def fill(
         _wait_ready(url, proc)
         ps = psutil.Process(proc.pid)
         points = sorted({m for m in marks} | {m + slice_n for m in marks} | {n_total})
-        seen: dict[int, tuple[float, float, float]] = {}  # point -> (time, RSS, worker CPU)
+        seen: dict[int, Reading] = {}
         spies: dict[int, subprocess.Popen[bytes]] = {}  # mark -> py-spy over its slice
         started = time.perf_counter()
         while len(seen) < len(points):
@@ -525,8 +565,14 @@ def fill(
             reached = [p for p in points if p not in seen and c >= p]
             if reached:
                 # One reading per poll: points passed in the same poll share it.
-                cpu = ps.cpu_times()
-                reading = (time.perf_counter(), ps.memory_info().rss / 2**20, cpu.user + cpu.system)
+                cpu, machine = ps.cpu_times(), psutil.cpu_times()
+                reading = Reading(
+                    time.perf_counter(),
+                    ps.memory_info().rss / 2**20,
+                    cpu.user + cpu.system,
+                    machine.user + machine.nice + machine.system + machine.irq + machine.softirq,
+                    machine.steal,
+                )
                 seen.update(dict.fromkeys(reached, reading))
             if profile is not None:
                 for m in marks:
@@ -539,30 +585,28 @@ def fill(
                 raise SystemExit(f"fill: worker stopped or too slow; see {work}")
             time.sleep(0.02)
         for m in marks:
-            (t1, rss, c1), (t2, _, c2) = seen[m], seen[m + slice_n]
-            if t2 == t1:  # one batch counted the whole slice between two polls
+            figures = slice_figures(seen[m], seen[m + slice_n], slice_n)
+            if figures is None:  # one batch counted the whole slice between two polls
                 print(
                     f"[fill] {m:>9,} events held: the next {slice_n:,} took one poll; "
                     "too short a slice to time",
                     flush=True,
                 )
                 continue
+            out["marks"][str(m)] = figures
             # CPU per event: steadier than the rate on a shared machine.
-            us = (c2 - c1) / slice_n * 1e6
-            out["marks"][str(m)] = {
-                "ev_per_s": slice_n / (t2 - t1),
-                "rss_mib": rss,
-                "worker_cpu_us_per_event": us,
-            }
             print(
-                f"[fill] {m:>9,} events held: {slice_n / (t2 - t1):,.0f} ev/s over the next "
-                f"{slice_n:,} ({us:.2f} µs of worker CPU each), worker RSS {rss:.0f} MiB",
+                f"[fill] {m:>9,} events held: {figures['ev_per_s']:,.0f} ev/s over the next "
+                f"{slice_n:,} ({figures['worker_cpu_us_per_event']:.2f} µs of worker CPU each), "
+                "worker RSS "
+                f"{figures['rss_mib']:.0f} MiB; rest of the machine "
+                f"{figures['rest_of_machine_pct']:.0f} %, steal {figures['steal_pct']:.1f} %",
                 flush=True,
             )
         if profile is not None:
             for line in profile_table(profile, marks, slice_n):
                 print(f"[fill] {line}", flush=True)
-        out["overall_ev_per_s"] = n_total / (seen[n_total][0] - started)
+        out["overall_ev_per_s"] = n_total / (seen[n_total].at - started)
         out["rss_end_mib"] = ps.memory_info().rss / 2**20
         deadline = time.monotonic() + 60
         while _metric(url, "bw_aggregator_publish_queue") > 0 and time.monotonic() < deadline:
