@@ -605,6 +605,13 @@ class RawHttp:
         self._writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        # The server closes a connection idle for its keep-alive timeout (uvicorn: 5 s;
+        # a section posting every 10 s at --rate 20 over 200 sections). Like any
+        # keep-alive client, open a new one then. Seen closed only once its FIN has
+        # been read, so a close racing the request still fails the post.
+        if self._reader is not None and self._reader.at_eof():
+            await self.close()
+            self._reader = self._writer = None
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
