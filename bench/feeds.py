@@ -611,7 +611,6 @@ class RawHttp:
         # been read, so a close racing the request still fails the post.
         if self._reader is not None and self._reader.at_eof():
             await self.close()
-            self._reader = self._writer = None
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
@@ -629,10 +628,11 @@ class RawHttp:
         return status, await self._reader.readexactly(length)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
             with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+                await writer.wait_closed()
 
 
 async def post_events(

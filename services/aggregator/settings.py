@@ -36,9 +36,8 @@ class AggregatorSettings(CommonSettings):
         "(at most fetch_max_wait_ms): fewer, larger fetches when events arrive live, "
         "and at high rates a fetch returns as soon as this much is there.",
     )
-    # 50, not session 7's 100: on slower hosts the 100 ms wait was most of the
-    # pipeline's leg (bench.feeds --clients 1000: p99 298-517 ms with 100, 218-236
-    # with 50) for 3-5 % less aggregator CPU per update (README, configuration).
+    # A trade of feed latency for CPU; the README's configuration table has the
+    # measurements behind 50 (session 7 chose 100, which cost p99 on slower hosts).
     fetch_max_wait_ms: int = Field(
         50, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
     )
