@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -49,13 +50,38 @@ def processes_with(marker: str) -> list[int]:
     return pids
 
 
-def free_ports() -> dict[str, int]:
-    """Free ports for up's services, so a test never needs 8080/8081/6066 to be free."""
-    from services.runtime.broker import free_port
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
+
+def free_ports(span: int = 4) -> dict[str, int]:
+    """Free ports for up's services, so a test never needs 8080/8081/6066 to be free.
+
+    Each service gets ``span`` free ports in a row (``--workers N`` puts worker i on
+    the aggregator port + i), below the kernel's ephemeral range: a port the kernel
+    hands out (``bind(0)``, or any outgoing connection) may be taken again before up
+    binds it, as a scaled-out run once saw for the aggregator port + 1."""
+    from services.runtime.broker import port_is_free
+
+    low, _ = _ephemeral_range()
+    floor = 20000 if low > 21000 else 10000
+    rng = random.Random()
     ports: dict[str, int] = {}
-    while len(set(ports.values())) < 3:
-        ports = {name: free_port() for name in ("api", "ingest", "aggregator")}
+    taken: set[int] = set()
+    for name in ("api", "ingest", "aggregator"):
+        for _ in range(1000):
+            port = rng.randrange(floor, low - span)
+            run = range(port, port + span)
+            if not taken.intersection(run) and all(port_is_free(p) for p in run):
+                break
+        else:
+            raise AssertionError(f"no {span} free ports in a row below {low} on 127.0.0.1")
+        ports[name] = port
+        taken.update(run)
     return ports
 
 
