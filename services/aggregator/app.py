@@ -63,6 +63,9 @@ def _idempotent_settings(self: Any) -> Mapping[str, Any]:
 _stock_settings_extra = faust_aiokafka.Producer._settings_extra
 faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign]
 
+# Below the broker's default message.max.bytes (1 MiB + 12), which bounds a batch.
+PRODUCER_BATCH_BYTES = 512 * 1024
+
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
@@ -80,7 +83,11 @@ app = faust.App(
     broker_commit_every=10_000,
     broker_commit_interval=settings.commit_interval,
     consumer_auto_offset_reset="earliest",
-    producer_linger=0.005,
+    producer_linger=settings.producer_linger_ms / 1000,
+    # Faust's 16 KiB holds three section cores (~4.5 KB each): a batch touching more
+    # sections of one partition waited in aiokafka's add_message for each full batch
+    # to be drained, one produce round trip apiece, before it could send the rest.
+    producer_max_batch_size=PRODUCER_BATCH_BYTES,
     producer_acks=-1,
     stream_buffer_maxsize=16_384,
     table_standby_replicas=0,

@@ -41,6 +41,16 @@ class AggregatorSettings(CommonSettings):
     fetch_max_wait_ms: int = Field(
         50, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
     )
+    # 0: a record goes out once the worker's loop yields, and the sends of one batch
+    # are made without yielding, so they still share a produce request. A linger
+    # costs a timer and a wake-up per request (README's configuration table).
+    producer_linger_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long the worker's producer holds a record to gather more into "
+        "one produce request.",
+    )
     checkpoint_interval: float = Field(
         1.0,
         ge=0,

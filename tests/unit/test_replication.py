@@ -72,6 +72,27 @@ def test_the_aggregators_faust_producer_is_acks_all_and_idempotent(tmp_path: Pat
     assert out.stdout.split() == ["all", "True"]
 
 
+def test_the_aggregators_producer_batches_a_whole_handle_in_one_request(tmp_path: Path) -> None:
+    # aiokafka's add_message waits for a full batch to be drained (one produce round
+    # trip) before it takes the next record of that partition: with Faust's 16 KiB a
+    # handle touching more than three sections of one partition waited for each.
+    code = (
+        "from services.aggregator.app import app\n"
+        "s = app.producer._settings_default()\n"
+        "print(s['max_batch_size'], s['linger_ms'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+    env["BW_DATA_DIR"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    batch, linger = out.stdout.split()
+    core = 4_600  # a section core with its outbox (bench.aggregator_floors prints it)
+    assert 64 * core <= int(batch) < 1_048_588  # under the broker's message.max.bytes
+    assert float(linger) == 0
+
+
 def _props(node: EmbeddedKafka) -> dict[str, str]:
     path = node._properties()
     return dict(
