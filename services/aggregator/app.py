@@ -17,7 +17,7 @@ import mode.loop
 
 from services.aggregator import bulk, durable
 from services.aggregator.credentials import broker_credentials
-from services.aggregator.settings import AggregatorSettings
+from services.aggregator.settings import PRODUCER_BATCH_BYTES, AggregatorSettings
 from services.common.settings import load_settings
 from services.common.topics import Topics
 
@@ -62,9 +62,6 @@ def _idempotent_settings(self: Any) -> Mapping[str, Any]:
 
 _stock_settings_extra = faust_aiokafka.Producer._settings_extra
 faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign]
-
-# Below the broker's default message.max.bytes (1 MiB + 12), which bounds a batch.
-PRODUCER_BATCH_BYTES = 512 * 1024
 
 app = faust.App(
     settings.app_id,

@@ -8,6 +8,10 @@ from pydantic import Field
 
 from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings, default_data_dir
 
+# The worker producer's batch: below the broker's default message.max.bytes (1 MiB +
+# 12), which bounds a batch (app.py says why it is not Faust's 16 KiB).
+PRODUCER_BATCH_BYTES = 512 * 1024
+
 
 class AggregatorSettings(CommonSettings):
     app_id: str = Field(
