@@ -55,13 +55,14 @@ async def test_every_service_producer_is_acks_all_and_idempotent() -> None:
     assert producer._txn_manager is not None  # what enable_idempotence creates
 
 
-def test_the_aggregators_faust_producer_is_acks_all_and_idempotent(tmp_path: Path) -> None:
-    # A process of its own: importing the Faust app sets uvloop as the loop policy.
+def _aggregator_producer_settings(tmp_path: Path, *names: str) -> list[str]:
+    """The aggregator's Faust producer settings ``names``, printed by a process of its
+    own: importing the Faust app sets uvloop as the loop policy."""
     code = (
         "from services.aggregator.app import app\n"
         "p = app.producer\n"
         "s = {**p._settings_default(), **p._settings_extra()}\n"
-        "print(s['acks'], s['enable_idempotence'])\n"
+        f"print(*(s[n] for n in {names!r}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
     env["BW_DATA_DIR"] = str(tmp_path)
@@ -69,25 +70,21 @@ def test_the_aggregators_faust_producer_is_acks_all_and_idempotent(tmp_path: Pat
         [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["all", "True"]
+    return out.stdout.split()
+
+
+def test_the_aggregators_faust_producer_is_acks_all_and_idempotent(tmp_path: Path) -> None:
+    assert _aggregator_producer_settings(tmp_path, "acks", "enable_idempotence") == [
+        "all",
+        "True",
+    ]
 
 
 def test_the_aggregators_producer_batches_a_whole_handle_in_one_request(tmp_path: Path) -> None:
     # aiokafka's add_message waits for a full batch to be drained (one produce round
     # trip) before it takes the next record of that partition: with Faust's 16 KiB a
     # handle touching more than three sections of one partition waited for each.
-    code = (
-        "from services.aggregator.app import app\n"
-        "s = app.producer._settings_default()\n"
-        "print(s['max_batch_size'], s['linger_ms'])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
-    env["BW_DATA_DIR"] = str(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    batch, linger = out.stdout.split()
+    batch, linger = _aggregator_producer_settings(tmp_path, "max_batch_size", "linger_ms")
     core = 4_600  # a section core with its outbox (bench.aggregator_floors prints it)
     assert 64 * core <= int(batch) < 1_048_588  # under the broker's message.max.bytes
     assert float(linger) == 0
