@@ -21,6 +21,7 @@ import itertools
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -152,7 +153,13 @@ def _counts(get: Callable[[str], Any]) -> dict[str, dict[str, int]]:
     return {s["section_id"]: s["counts_24h"] for s in get("/api/v1/sections")}
 
 
-def _wait_exact(get: Callable[[str], Any], expected: dict[str, dict[str, int]], what: str) -> None:
+def _wait_exact(
+    get: Callable[[str], Any],
+    expected: dict[str, dict[str, int]],
+    what: str,
+    workers: tuple[Worker, ...] = (),
+    api_metrics: Callable[[], str] | None = None,
+) -> None:
     deadline = time.monotonic() + 120
     while True:
         got = _counts(get)
@@ -160,8 +167,45 @@ def _wait_exact(get: Callable[[str], Any], expected: dict[str, dict[str, int]], 
             return
         if time.monotonic() > deadline:
             diff = {s: (got.get(s), want) for s, want in expected.items() if got.get(s) != want}
-            raise AssertionError(f"{what}: counts differ (got, want): {diff}")
+            raise AssertionError(
+                f"{what}: counts differ (got, want): {diff}"
+                + _where_it_stopped(workers, api_metrics)
+            )
         time.sleep(0.3)
+
+
+# What a failed wait shows besides the counts: did the worker count, publish, keep a
+# queue, and did the API's view read? (A clean-clone run once saw no state at all
+# with the node dead, and its output could not say which side had stopped.)
+_WORKER_SERIES = (
+    "bw_aggregator_events_counted_total",
+    "bw_aggregator_states_published_total",
+    "bw_aggregator_publish_queue",
+)
+
+
+_RECONNECTS = re.compile(r"Unable connect|Failed fetch messages|NodeNotReadyError")
+
+
+def _where_it_stopped(workers: tuple[Worker, ...], api_metrics: Callable[[], str] | None) -> str:
+    out = []
+    for w in workers:
+        code = w.process.poll()
+        out.append(f"\n--- worker {w.port}: " + ("running" if code is None else f"exited {code}"))
+        if code is None:
+            try:
+                out.append("; ".join(f"{n} {_metric(w, n):,.0f}" for n in _WORKER_SERIES))
+            except OSError as exc:
+                out.append(f"metrics unreadable: {exc!r}")
+        # The last lines that are not the dead node's reconnect attempts (10 a second).
+        lines = w.log_path.read_text(errors="replace").splitlines()
+        out += [x for x in lines if not _RECONNECTS.search(x)][-40:]
+    if api_metrics is not None:
+        lines = api_metrics().splitlines()
+        out.append(
+            "\n--- API view: " + "; ".join(x for x in lines if x.startswith("bw_api_view_lag"))
+        )
+    return "\n".join(out)
 
 
 def _metric(worker: Worker, prefix: str) -> float:
@@ -305,7 +349,13 @@ def test_leader_of_field_events_killed_mid_stream_every_ack_counted_once(
     assert set(stream.statuses) <= {202, 503}, stream.statuses
     assert stream.acknowledged == {e["event_id"] for e in events}
     assert acked_at_kill < len(events), "the node died after the stream had ended"
-    _wait_exact(lambda p: api.get(p).json(), _expected(events), "after the leader's death")
+    _wait_exact(
+        lambda p: api.get(p).json(),
+        _expected(events),
+        "after the leader's death",
+        (worker,),
+        lambda: str(api.get("/metrics").text),
+    )
     counted = _metric(worker, "bw_aggregator_events_counted_total{")
     assert counted == len(events), f"{counted} events counted, {len(events)} posted once each"
     isr_while_down = min(len(i) for _, _, i in _layout(dep, topic).values())
@@ -355,7 +405,10 @@ def test_broker_killed_while_the_changelog_is_written_end_state_exact_then_heals
     def get(path: str) -> Any:
         return api.get(path).json()
 
-    _wait_exact(get, _expected(events[:20_000]), "with a node dead")
+    def api_metrics() -> str:
+        return str(api.get("/metrics").text)
+
+    _wait_exact(get, _expected(events[:20_000]), "with a node dead", (first,), api_metrics)
     urp_down = asyncio.run(under_replicated(dep.settings()))
     assert urp_down > 0, "a dead node should leave partitions under-replicated"
     # A worker that must rebuild its state from the changelog written meanwhile.
@@ -363,7 +416,9 @@ def test_broker_killed_while_the_changelog_is_written_end_state_exact_then_heals
     second = start_worker()
     rest = Stream(ingest, events[20_000:], 500).start()
     rest.join(timeout=120)
-    _wait_exact(get, _expected(events), "after a restore from that changelog")
+    _wait_exact(
+        get, _expected(events), "after a restore from that changelog", (second,), api_metrics
+    )
     healed = _heal(cluster, victim, dep)
     print(
         f"\nnode {victim.node_id} (leading most partitions of the changelog) SIGKILLed "
