@@ -14,11 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from services.common import aiokafka_mend
 from services.common.errors import ConfigError
 from services.common.settings import CommonSettings
 from services.common.topics import Topics, topic_specs
 
 log = logging.getLogger(__name__)
+
+# Every process that builds a Kafka client imports this module (aiokafka_mend says why).
+aiokafka_mend.install()
 
 
 def partition_for(key: bytes, partitions: int) -> int:
