@@ -8,14 +8,14 @@ from pydantic import Field
 
 from services.common.settings import DEFAULT_CONFIG_DIR, CommonSettings, default_data_dir
 
-# The worker producer's batch: Faust's default. Session 13 measured 512 KiB with no
-# linger as 15 % less CPU per live update, and p99 126-205 ms instead of 628 at
-# 1,000 updates/s: a 16 KiB batch holds three section cores, and aiokafka's
-# add_message waits for a full batch to drain (a produce round trip) before it
-# appends to that partition again. Not the default yet: with it, one clean-clone
-# run of tests/integration/test_cluster_faults.py (a node killed under the
-# changelog) saw no state at all; the next session finds out why first.
-PRODUCER_BATCH_BYTES = 16_384
+# The worker producer's batch: below the broker's default message.max.bytes (1 MiB +
+# 12), which bounds a batch (app.py says why it is not Faust's 16 KiB). Session 13
+# put it and the linger below back to Faust's 16 KiB / 5 ms after one clean-clone
+# failure of tests/integration/test_cluster_faults.py (a node killed; no state
+# reached the API). Session 15 reproduced failures of that module with a task dump:
+# aiokafka's metadata task died on uvloop's RuntimeError (common/aiokafka_mend.py),
+# a defect of the clients, not of these values.
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 class AggregatorSettings(CommonSettings):
@@ -50,11 +50,11 @@ class AggregatorSettings(CommonSettings):
     fetch_max_wait_ms: int = Field(
         50, ge=0, le=1500, description="Longest the broker holds a fetch to gather bytes."
     )
-    # A linger costs a timer and a wake-up per request, and a handle's sends are made
-    # without yielding, so 0 would still share a request (README's configuration
-    # table); see PRODUCER_BATCH_BYTES for why 5 is still the default.
+    # 0: a record goes out once the worker's loop yields, and the sends of one batch
+    # are made without yielding, so they still share a produce request. A linger
+    # costs a timer and a wake-up per request (README's configuration table).
     producer_linger_ms: float = Field(
-        5.0,
+        0.0,
         ge=0,
         le=1000,
         description="How long the worker's producer holds a record to gather more into "
