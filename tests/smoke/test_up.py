@@ -315,8 +315,14 @@ def test_up_uses_an_existing_cluster_and_starts_no_broker(tmp_path: Path, ups: l
 
 
 def _hold(port: int) -> socket.socket | None:
-    """Listen on 127.0.0.1:``port`` if it is free (None: something else holds it)."""
+    """Listen on 127.0.0.1:``port`` if it is free (None: something else holds it).
+
+    SO_REUSEADDR as ``port_is_free`` (and ``up``'s own check) bind: without it a port
+    an earlier test's connection left in TIME_WAIT looked free to ``free_ports`` and
+    could not be held here (one clean-clone run, session 15). A listening socket still
+    keeps every other bind out, so ``up`` sees the port taken either way."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:
