@@ -184,6 +184,11 @@ _WORKER_SERIES = (
 )
 
 
+def _api_metrics(api: TestClient) -> Callable[[], str]:
+    """The in-process API's /metrics page, read when a wait fails."""
+    return lambda: str(api.get("/metrics").text)
+
+
 _RECONNECTS = re.compile(r"Unable connect|Failed fetch messages|NodeNotReadyError")
 
 
@@ -354,7 +359,7 @@ def test_leader_of_field_events_killed_mid_stream_every_ack_counted_once(
         _expected(events),
         "after the leader's death",
         (worker,),
-        lambda: str(api.get("/metrics").text),
+        _api_metrics(api),
     )
     counted = _metric(worker, "bw_aggregator_events_counted_total{")
     assert counted == len(events), f"{counted} events counted, {len(events)} posted once each"
@@ -405,9 +410,7 @@ def test_broker_killed_while_the_changelog_is_written_end_state_exact_then_heals
     def get(path: str) -> Any:
         return api.get(path).json()
 
-    def api_metrics() -> str:
-        return str(api.get("/metrics").text)
-
+    api_metrics = _api_metrics(api)
     _wait_exact(get, _expected(events[:20_000]), "with a node dead", (first,), api_metrics)
     urp_down = asyncio.run(under_replicated(dep.settings()))
     assert urp_down > 0, "a dead node should leave partitions under-replicated"
