@@ -37,6 +37,15 @@ VIEW_LAG_SECONDS = Gauge(
     "alert and ack topics that Kafka had at the last fetch, else the age of the newest "
     "record it has applied",
 )
+VIEW_FETCH_AGE = Gauge(
+    "bw_api_view_fetch_age_seconds",
+    "Seconds since Kafka last answered a fetch for the topic's least recently fetched "
+    "partition (since assignment when none answered yet). A healthy view refreshes it "
+    "about every half second, with or without new records; one that keeps growing is "
+    "a view cut off from a partition's leader, which the end offsets of the last fetch "
+    "alone (bw_api_view_lag_records) cannot show",
+    ["topic"],
+)
 # How often the lag is measured, seconds.
 LAG_PERIOD = 1.0
 
@@ -67,6 +76,9 @@ class ViewConsumer:
         # Newest record timestamp (ms) applied from the view's own topics.
         self._newest_ms = 0
         self._lag_at = 0.0
+        # When the partitions were assigned (Unix ms): the fetch age of a partition
+        # Kafka never answered a fetch for yet.
+        self._assigned_ms = 0.0
         self.ready = asyncio.Event()
 
     async def _assign(self) -> None:
@@ -89,6 +101,7 @@ class ViewConsumer:
             await asyncio.sleep(1.0)
         self._consumer.assign(partitions)
         self._partitions = partitions
+        self._assigned_ms = time.time() * 1000
         ends = await self._consumer.end_offsets(partitions)
         starts = await self._consumer.beginning_offsets(partitions)
         for tp in partitions:
@@ -162,17 +175,29 @@ class ViewConsumer:
                 await self._measure_lag()
 
     async def _measure_lag(self) -> None:
-        """Records behind the end offsets of the last fetch, per topic, and how old
-        the newest applied record is while the view's topics are behind."""
+        """Records behind the end offsets of the last fetch, per topic, how old the
+        newest applied record is while the view's topics are behind, and how long
+        ago Kafka last answered a fetch for each topic's partitions."""
         self._lag_at = time.monotonic()
         behind: dict[str, int] = dict.fromkeys(self._sources, 0)
+        # aiokafka stamps a partition (Unix ms) on every fetch answer for it, empty ones
+        # included: a fetch that never comes back leaves the stamp, and the end offset
+        # above, where they were.
+        now_ms = time.time() * 1000
+        age_ms: dict[str, float] = dict.fromkeys(self._sources, 0.0)
         for tp in self._partitions:
+            polled = self._consumer.last_poll_timestamp(tp)
+            age = now_ms - (self._assigned_ms if polled is None else polled)
+            if age > age_ms[tp.topic]:
+                age_ms[tp.topic] = age
             end = self._consumer.highwater(tp)
             if end is None:
                 continue
             behind[tp.topic] += max(0, end - await self._consumer.position(tp))
         for topic, n in behind.items():
             VIEW_LAG_RECORDS.labels(topic).set(n)
+        for topic, ms in age_ms.items():
+            VIEW_FETCH_AGE.labels(topic).set(max(0.0, ms / 1000))
         view_behind = any(behind[t] for t, s in self._sources.items() if s.start == "beginning")
         VIEW_LAG_SECONDS.set(
             max(0.0, time.time() - self._newest_ms / 1000)

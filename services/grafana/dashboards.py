@@ -594,8 +594,20 @@ def service_health() -> dash.Dashboard:
             )
         ),
         _timeseries(
-            "API: view lag", "s", "How far each API replica's view is behind Kafka."
-        ).with_target(_query("max by (instance) (bw_api_view_lag_seconds)", "{{instance}}")),
+            "API: view lag",
+            "s",
+            "How far each API replica's view is behind Kafka, and how long ago Kafka last "
+            "answered its fetches (about every 0.5 s when healthy; growing: a view cut off "
+            "from a leader, whose record lag reads 0).",
+        )
+        .with_target(_query("max by (instance) (bw_api_view_lag_seconds)", "{{instance}} behind"))
+        .with_target(
+            _query(
+                "max by (instance) (bw_api_view_fetch_age_seconds)",
+                "{{instance}} since a fetch answer",
+                ref="B",
+            )
+        ),
         _timeseries(
             "Pipeline latency",
             "s",
