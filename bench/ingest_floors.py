@@ -1,13 +1,13 @@
 """Benchmark: what a single-event ingest request costs in each of its parts, alone.
 
-    python -m bench.ingest_floors [--requests 4000]
+    python -m bench.ingest_floors [--requests 4000] [--clients 4]
 
 Prints CPU time per request of:
 
 - ``http``: uvicorn (as ``bench.ingest`` starts it) with a null ASGI app that reads
-  the body and answers 202, under 4 keep-alive httpx clients posting one event each;
+  the body and answers 202, under ``--clients`` (4) keep-alive httpx clients posting one event each;
 - ``kafka``: a bare aiokafka producer with ingest's settings (acks=all, idempotent,
-  no linger) on a real embedded broker, 4 senders that each send one record with
+  no linger) on a real embedded broker, ``--clients`` senders that each send one record with
   the ``bw-received-ms`` header and wait for its ack;
 - ``stub``: ingest over HTTP as ``bench.ingest --batch 1`` runs it (uvicorn, the same
   clients and bodies), with its producer replaced by a stub whose sends are
@@ -302,9 +302,17 @@ async def door_floor(requests: int, fast_path: bool) -> float:
 
 
 def main() -> None:
+    global CLIENTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=CLIENTS,
+        help="HTTP clients and Kafka senders; 1: every request alone, as at a low rate",
+    )
     args = parser.parse_args()
+    CLIENTS = args.clients
     print(f"{args.requests} single-event requests; {CLIENTS} clients/senders", flush=True)
     figures = [
         ("http:  uvicorn + a null ASGI app", lambda: http_floor(args.requests)),
