@@ -895,5 +895,13 @@ def run_worker() -> None:
             await super().on_startup_finished()
             gctune.tune()  # see services/common/gctune.py
 
+        def _on_sigusr2(self) -> None:
+            # mode opens pdb on SIGUSR2, on the worker's loop: counting would stop
+            # until someone at its stdin typed "continue". SIGUSR1 is the dump.
+            log.warning(
+                "SIGUSR2 ignored (mode would open a debugger and stop counting); "
+                "SIGUSR1 writes every thread's stack and tasks to this log"
+            )
+
     worker = QuietWorker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
@@ -138,6 +139,14 @@ def install(
 
 
 class _GatheringConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _start_thread(self) -> None:
+        # mode's worker dumps every thread's stack on SIGUSR1 (``logging.cry``), and a
+        # thread's asyncio tasks only if the thread has a ``loop``. Faust's consumer
+        # thread has none, so its fetcher and metadata tasks (the client that session
+        # 15 found stuck on a dead leader) were missing from the dump.
+        threading.current_thread().loop = self.thread_loop  # type: ignore[attr-defined]
+        super()._start_thread()
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         if _fetch is not None:  # read by the consumer's fetcher when it starts
