@@ -208,7 +208,10 @@ def _where_it_stopped(workers: tuple[Worker, ...], api_metrics: Callable[[], str
     if api_metrics is not None:
         lines = api_metrics().splitlines()
         out.append(
-            "\n--- API view: " + "; ".join(x for x in lines if x.startswith("bw_api_view_lag"))
+            "\n--- API view: "
+            + "; ".join(
+                x for x in lines if x.startswith(("bw_api_view_lag", "bw_api_view_fetch_age"))
+            )
         )
     return "\n".join(out)
 
