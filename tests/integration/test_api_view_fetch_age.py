@@ -12,6 +12,7 @@ never come back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -31,10 +32,10 @@ def _gauge(name: str, topic: str) -> float:
     return value
 
 
-async def _until(predicate: object, timeout: float, what: str) -> None:
+async def _until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.1)
@@ -52,13 +53,18 @@ def test_fetch_age_grows_while_fetches_stop_and_the_record_lag_cannot_see_it(
         settings = deployment.settings()
         topic = Topics(settings.topic_prefix).section_state
         applied: list[dict[str, object]] = []
+
+        def apply(value: dict[str, object]) -> bool:
+            applied.append(value)
+            return True
+
         consumer = make_consumer(settings)
         producer = make_producer(settings)
         await consumer.start()
         await producer.start()
         view = ViewConsumer(
             consumer,
-            [Source(topic, "section_state", "beginning", lambda v: applied.append(v) or True)],
+            [Source(topic, "section_state", "beginning", apply)],
             lambda *_: None,
         )
         task = asyncio.create_task(view.run())
