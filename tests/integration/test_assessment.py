@@ -17,6 +17,9 @@ from fastapi.testclient import TestClient
 from schemas.models import KINDS, CountryAssessment
 from services.common.catalogue import Catalogue
 from services.common.settings import DEFAULT_CONFIG_DIR
+from services.reports.discrepancy import field_count
+from services.reports.periods import resolve
+from services.reports.picture import Picture
 from tests.integration.conftest import Deployment, Worker, event, wait_until
 from tests.integration.test_api import produce
 
@@ -159,12 +162,23 @@ def _weekend_states(
     sid: str, per_hour: int, now: datetime, since: datetime
 ) -> list[dict[str, Any]]:
     """What the aggregator published for a section from ``since`` to now: a state every
-    12 h with its last 24 hourly buckets, ``per_hour`` crossing attempts in each."""
+    12 h and one at the end of the last hour, each with its last 24 hourly buckets,
+    ``per_hour`` crossing attempts in each.
+
+    The state of the last hour matters on a weekend, when the statement covers the
+    weekend so far (:func:`_weekend_report`): with a state every 12 h only, the newest
+    could be 11 h old and the period's hours were "not held" (the test failed on
+    Sunday 6 December 2026 at 21:00 UTC). None holds the current hour: its bucket
+    would count a whole hour of attempts in the second the corrected statement's
+    weekend reaches into it."""
     top = now.replace(minute=0, second=0, microsecond=0)
     counts = dict.fromkeys(KINDS, 0)
     out = []
     hours = int((top - since).total_seconds() // 3600)
-    for n, back in enumerate(range(hours, -1, -12)):
+    backs = list(range(hours, 0, -12))
+    if not backs or backs[-1] != 1:
+        backs.append(1)
+    for n, back in enumerate(backs):
         newest = top - timedelta(hours=back)
         hourly = [
             {
@@ -194,6 +208,44 @@ def _weekend_states(
             }
         )
     return out
+
+
+@pytest.mark.parametrize("minute", [0, 1, 59])
+def test_the_weekend_test_holds_at_every_hour_of_two_weeks(minute: int) -> None:
+    """The test below builds its statement and states from the clock, so it must hold
+    whenever it runs: here, for every hour of two weeks, both statements' weekends
+    (resolved as the analysis resolves them) are counted from those states, kept as
+    the assessor keeps them, to exactly what the test expects. No broker: this is
+    the arithmetic the test relies on (it failed on a Sunday evening in session 17)."""
+    latvian = [
+        sid
+        for sid, s in Catalogue.load(DEFAULT_CONFIG_DIR / "sections.yaml").items()
+        if s.country == "LV"
+    ]
+    first = datetime(2026, 11, 30, 0, minute, 13, tzinfo=UTC)  # a Monday
+    wrong = []
+    for hour in range(24 * 14):
+        now = first + timedelta(hours=hour)
+        published, start, end = _weekend_report(now)
+        expected = 2 * int((end - start).total_seconds() // 3600)
+        picture = Picture([])
+        for sid in latvian:
+            for state in _weekend_states(sid, int(sid in ("LV-KRA", "LV-SIL")), now, start):
+                picture.apply_state(state)
+        for stated in (published, published + timedelta(seconds=1)):
+            period = resolve("weekend", "weekend", stated, "LV")
+            assert period.start is not None and period.end is not None
+            counted = field_count(
+                picture.states.values(),
+                "LV",
+                "crossing_attempt",
+                period.start,
+                period.end,
+                picture.history,
+            )
+            if counted != expected:
+                wrong.append((now.isoformat(), stated.isoformat(), counted, expected))
+    assert wrong == []
 
 
 def test_a_weekend_figure_that_disagrees_fires_and_one_that_agrees_resolves(
