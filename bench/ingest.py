@@ -1,6 +1,6 @@
 """Benchmark: field events/s accepted by ingest, beside a bare aiokafka producer.
 
-    python -m bench.ingest [--events 200000] [--batch 1000] [--clients 4]
+    python -m bench.ingest [--events 200000] [--batch 1000] [--clients 4] [--client raw]
     python -m bench.ingest --procs 1,2 [--clients 8]     # scale-out on one host
 
 Starts a real embedded Kafka broker in a temporary directory and one ingest
@@ -10,7 +10,10 @@ process as it runs in production (``uvicorn services.ingest.app:create_app
 - ingest: ``--clients`` concurrent HTTP clients each posting NDJSON batches of
   ``--batch`` unique events with a bearer token; an event counts when its 202
   listed it as accepted (so the broker acknowledged it, acks=all). Prints
-  events/s and the p50/p99 request latency.
+  events/s and the p50/p99 request latency. The clients are httpx's by default;
+  ``--client raw`` posts ready-made requests on keep-alive sockets, so that the
+  clients, which share the 2 cores, do not cap the load (httpx costs ~1 ms of
+  their CPU a request: about 1,000 requests/s for all of them together).
 - ceiling: a bare aiokafka producer (acks=all, idempotent, the same settings
   as ingest's) sending the same events, one record per event, ``--clients``
   concurrent senders each waiting for the acks of one batch before sending the
@@ -56,6 +59,7 @@ import httpx
 import orjson
 import psutil  # type: ignore[import-untyped]
 
+from bench.feeds import RawHttp
 from schemas.models import KINDS, FieldEvent
 from services.common.auth import create_token
 from services.common.catalogue import Catalogue
@@ -329,6 +333,45 @@ async def post_all(
     return accepted, time.perf_counter() - started, latencies, failed
 
 
+async def post_all_raw(
+    url: str, token: str, bodies: list[bytes], clients: int
+) -> tuple[int, float, list[float], int]:
+    """:func:`post_all` with clients that cost next to nothing (``bench.feeds``'
+    :class:`RawHttp`: a ready-made HTTP/1.1 request on a keep-alive connection, one
+    at a time, as httpx sends them). httpx spends ~1 ms of the benchmark's CPU on
+    each request, so with one core for all clients it caps the offered load near
+    1,000 requests/s and ingest idles between requests; these offer what ingest
+    can take, and its CPU per request is then what a loaded ingest costs."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+    accepted = 0
+    failed = 0
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def client() -> None:
+        nonlocal accepted, failed
+        http = RawHttp(host, int(port), headers, content_type="application/x-ndjson")
+        try:
+            while not queue.empty():
+                body = queue.get_nowait()
+                started = time.perf_counter()
+                status, answer = await http.post("/v1/field-events", body)
+                latencies.append(time.perf_counter() - started)
+                if status == 202:
+                    accepted += len(orjson.loads(answer)["accepted"])
+                else:
+                    failed += 1
+        finally:
+            await http.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return accepted, time.perf_counter() - started, latencies, failed
+
+
 # --- the ceiling: a bare producer ------------------------------------------------------
 
 
@@ -391,6 +434,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="httpx (as a Python sensor gateway would post; ~1 ms of client CPU a "
+        "request caps the load near 1,000 requests/s) or raw (ready-made requests on "
+        "keep-alive sockets: the load ingest can take)",
+    )
+    parser.add_argument(
         "--procs",
         help="ingest processes on one port (SO_REUSEPORT), comma separated: 1,2",
     )
@@ -415,7 +466,7 @@ def main() -> None:
     size = sum(len(b) for b in bodies) / len(bodies)
     print(
         f"{args.events} events in NDJSON batches of {args.batch} ({size / 1024:.0f} KiB each), "
-        f"{args.clients} concurrent clients; {os.cpu_count()} CPUs",
+        f"{args.clients} concurrent {args.client} clients; {os.cpu_count()} CPUs",
         flush=True,
     )
 
@@ -426,12 +477,13 @@ def main() -> None:
         ceiling_kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="ceil.")
         asyncio.run(ensure_topics(ceiling_kafka, 6))
 
-        asyncio.run(post_all(url, token, warm_bodies, args.clients))
+        post = post_all_raw if args.client == "raw" else post_all
+        asyncio.run(post(url, token, warm_bodies, args.clients))
         ingest_ps = psutil.Process(ingest.pid)
         broker_ps = psutil.Process(broker.process.pid) if broker.process else None
         cpu0 = ingest_ps.cpu_times()
         bcpu0 = broker_ps.cpu_times() if broker_ps else None
-        accepted, took, latencies, failed = asyncio.run(post_all(url, token, bodies, args.clients))
+        accepted, took, latencies, failed = asyncio.run(post(url, token, bodies, args.clients))
         cpu1 = ingest_ps.cpu_times()
         bcpu1 = broker_ps.cpu_times() if broker_ps else None
         ingest_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)

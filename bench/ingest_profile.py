@@ -1,10 +1,11 @@
 """Benchmark: where ingest's CPU per single-event request goes, part by part.
 
-    python -m bench.ingest_profile [--events 8000] [--clients 4] [--rate 250]
+    python -m bench.ingest_profile [--events 8000] [--clients 4] [--rate 250] [--client raw]
 
 Runs ingest as ``python -m bench.ingest --batch 1`` does (a real embedded broker,
 uvicorn, authentication on, ``--clients`` keep-alive httpx clients each posting
-one event per request) and records the ingest process with py-spy (``--native``,
+one event per request; ``--client raw``: ready-made requests on keep-alive
+sockets, as ``bench.ingest --client raw``) and records the ingest process with py-spy (``--native``,
 pausing it at each sample) during the measured posts.
 
 Each sample goes to one part by its stack, read from the innermost frame
@@ -44,7 +45,7 @@ from pathlib import Path
 import orjson
 import psutil  # type: ignore[import-untyped]
 
-from bench.ingest import broker_and_ingest, make_batches, post_all
+from bench.ingest import broker_and_ingest, make_batches, post_all, post_all_raw
 from bench.pyspy import PY_SPY, raw_stacks
 
 # (part, path fragments): the first frame, innermost first, whose file holds one
@@ -148,13 +149,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="also write py-spy's raw stacks here")
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="the clients, as in bench.ingest --client",
+    )
     args = parser.parse_args()
+    post = post_all_raw if args.client == "raw" else post_all
     warm_bodies = [orjson.dumps(b[0]) for b in make_batches(2000, 1, seed=99)]
     bodies = [orjson.dumps(b[0]) for b in make_batches(args.events, 1)]
     gc.collect()
     gc.freeze()
     print(
-        f"{args.events} single-event requests, {args.clients} keep-alive clients; "
+        f"{args.events} single-event requests, {args.clients} keep-alive {args.client} clients; "
         f"py-spy at {args.rate} Hz; {os.cpu_count()} CPUs",
         flush=True,
     )
@@ -162,7 +170,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bw-bench-ingest-profile-") as tmp,
         broker_and_ingest(Path(tmp)) as (_, ingest, url, token),
     ):
-        asyncio.run(post_all(url, token, warm_bodies, args.clients))
+        asyncio.run(post(url, token, warm_bodies, args.clients))
         raw = Path(tmp) / "ingest.raw"
         spy = subprocess.Popen(
             [
@@ -188,7 +196,7 @@ def main() -> None:
         ps = psutil.Process(ingest.pid)
         cpu0 = ps.cpu_times()
         sched0 = _schedstat(ingest.pid)
-        accepted, took, latencies, failed = asyncio.run(post_all(url, token, bodies, args.clients))
+        accepted, took, latencies, failed = asyncio.run(post(url, token, bodies, args.clients))
         cpu1 = ps.cpu_times()
         sched1 = _schedstat(ingest.pid)
         spy.send_signal(signal.SIGINT)
