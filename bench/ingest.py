@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import random
@@ -49,7 +50,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -299,73 +300,72 @@ def run_procs(
     return rate, "\n".join(lines)
 
 
+@contextlib.asynccontextmanager
+async def _poster(
+    url: str, token: str, *, reconnect: bool, raw: bool
+) -> AsyncIterator[Callable[[bytes], Awaitable[tuple[int, bytes]]]]:
+    """One client's ``post(body) -> (status, answer)`` to ``/v1/field-events``."""
+    auth = {"Authorization": f"Bearer {token}"}
+    if raw:
+        host, _, port = url.removeprefix("http://").partition(":")
+        conn = RawHttp(host, int(port), auth, content_type="application/x-ndjson")
+
+        async def post_raw(body: bytes) -> tuple[int, bytes]:
+            return await conn.post("/v1/field-events", body)
+
+        try:
+            yield post_raw
+        finally:
+            await conn.close()
+        return
+    limits = httpx.Limits(max_keepalive_connections=0) if reconnect else httpx.Limits()
+    headers = auth | {"content-type": "application/x-ndjson"}
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers, limits=limits) as http:
+
+        async def post_httpx(body: bytes) -> tuple[int, bytes]:
+            resp = await http.post("/v1/field-events", content=body)
+            return resp.status_code, resp.content
+
+        yield post_httpx
+
+
 async def post_all(
-    url: str, token: str, bodies: list[bytes], clients: int, *, reconnect: bool = False
+    url: str,
+    token: str,
+    bodies: list[bytes],
+    clients: int,
+    *,
+    reconnect: bool = False,
+    raw: bool = False,
 ) -> tuple[int, float, list[float], int]:
     """(events accepted, seconds, request latencies, failed requests). ``reconnect``:
-    a new connection per request."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    latencies: list[float] = []
-    accepted = 0
-    failed = 0
-    headers = {"Authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
+    a new connection per request (httpx only).
 
-    async def client() -> None:
-        nonlocal accepted, failed
-        limits = httpx.Limits(max_keepalive_connections=0) if reconnect else httpx.Limits()
-        async with httpx.AsyncClient(
-            base_url=url, timeout=30, headers=headers, limits=limits
-        ) as http:
-            while not queue.empty():
-                body = queue.get_nowait()
-                started = time.perf_counter()
-                resp = await http.post("/v1/field-events", content=body)
-                latencies.append(time.perf_counter() - started)
-                if resp.status_code == 202:
-                    accepted += len(orjson.loads(resp.content)["accepted"])
-                else:
-                    failed += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return accepted, time.perf_counter() - started, latencies, failed
-
-
-async def post_all_raw(
-    url: str, token: str, bodies: list[bytes], clients: int
-) -> tuple[int, float, list[float], int]:
-    """:func:`post_all` with clients that cost next to nothing (``bench.feeds``'
-    :class:`RawHttp`: a ready-made HTTP/1.1 request on a keep-alive connection, one
-    at a time, as httpx sends them). httpx spends ~1 ms of the benchmark's CPU on
-    each request, so with one core for all clients it caps the offered load near
-    1,000 requests/s and ingest idles between requests; these offer what ingest
+    ``raw``: clients that cost next to nothing (``bench.feeds``' :class:`RawHttp`:
+    a ready-made HTTP/1.1 request on a keep-alive connection, one at a time, as
+    httpx sends them). httpx spends ~1 ms of the benchmark's CPU on each request,
+    so with one core for all clients it caps the offered load near 1,000
+    requests/s and ingest idles between requests; raw clients offer what ingest
     can take, and its CPU per request is then what a loaded ingest costs."""
-    host, _, port = url.removeprefix("http://").partition(":")
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
     latencies: list[float] = []
     accepted = 0
     failed = 0
-    headers = {"Authorization": f"Bearer {token}"}
 
     async def client() -> None:
         nonlocal accepted, failed
-        http = RawHttp(host, int(port), headers, content_type="application/x-ndjson")
-        try:
+        async with _poster(url, token, reconnect=reconnect, raw=raw) as post:
             while not queue.empty():
                 body = queue.get_nowait()
                 started = time.perf_counter()
-                status, answer = await http.post("/v1/field-events", body)
+                status, answer = await post(body)
                 latencies.append(time.perf_counter() - started)
                 if status == 202:
                     accepted += len(orjson.loads(answer)["accepted"])
                 else:
                     failed += 1
-        finally:
-            await http.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -477,13 +477,15 @@ def main() -> None:
         ceiling_kafka = CommonSettings(kafka_bootstrap=broker.bootstrap, topic_prefix="ceil.")
         asyncio.run(ensure_topics(ceiling_kafka, 6))
 
-        post = post_all_raw if args.client == "raw" else post_all
-        asyncio.run(post(url, token, warm_bodies, args.clients))
+        raw = args.client == "raw"
+        asyncio.run(post_all(url, token, warm_bodies, args.clients, raw=raw))
         ingest_ps = psutil.Process(ingest.pid)
         broker_ps = psutil.Process(broker.process.pid) if broker.process else None
         cpu0 = ingest_ps.cpu_times()
         bcpu0 = broker_ps.cpu_times() if broker_ps else None
-        accepted, took, latencies, failed = asyncio.run(post(url, token, bodies, args.clients))
+        accepted, took, latencies, failed = asyncio.run(
+            post_all(url, token, bodies, args.clients, raw=raw)
+        )
         cpu1 = ingest_ps.cpu_times()
         bcpu1 = broker_ps.cpu_times() if broker_ps else None
         ingest_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)

@@ -45,7 +45,7 @@ from pathlib import Path
 import orjson
 import psutil  # type: ignore[import-untyped]
 
-from bench.ingest import broker_and_ingest, make_batches, post_all, post_all_raw
+from bench.ingest import broker_and_ingest, make_batches, post_all
 from bench.pyspy import PY_SPY, raw_stacks
 
 # (part, path fragments): the first frame, innermost first, whose file holds one
@@ -156,7 +156,7 @@ def main() -> None:
         help="the clients, as in bench.ingest --client",
     )
     args = parser.parse_args()
-    post = post_all_raw if args.client == "raw" else post_all
+    raw_clients = args.client == "raw"
     warm_bodies = [orjson.dumps(b[0]) for b in make_batches(2000, 1, seed=99)]
     bodies = [orjson.dumps(b[0]) for b in make_batches(args.events, 1)]
     gc.collect()
@@ -170,7 +170,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bw-bench-ingest-profile-") as tmp,
         broker_and_ingest(Path(tmp)) as (_, ingest, url, token),
     ):
-        asyncio.run(post(url, token, warm_bodies, args.clients))
+        asyncio.run(post_all(url, token, warm_bodies, args.clients, raw=raw_clients))
         raw = Path(tmp) / "ingest.raw"
         spy = subprocess.Popen(
             [
@@ -196,7 +196,9 @@ def main() -> None:
         ps = psutil.Process(ingest.pid)
         cpu0 = ps.cpu_times()
         sched0 = _schedstat(ingest.pid)
-        accepted, took, latencies, failed = asyncio.run(post(url, token, bodies, args.clients))
+        accepted, took, latencies, failed = asyncio.run(
+            post_all(url, token, bodies, args.clients, raw=raw_clients)
+        )
         cpu1 = ps.cpu_times()
         sched1 = _schedstat(ingest.pid)
         spy.send_signal(signal.SIGINT)

@@ -6,7 +6,7 @@ import asyncio
 
 import orjson
 
-from bench.ingest import post_all_raw
+from bench.ingest import post_all
 
 
 def test_raw_clients_authenticate_and_count_accepted_events_and_failures() -> None:
@@ -38,7 +38,7 @@ def test_raw_clients_authenticate_and_count_accepted_events_and_failures() -> No
         bodies.append(b'{"event_id": "a"}\n{"event_id": "b"}')
         bodies.append(b"refused")
         try:
-            return await post_all_raw(f"http://127.0.0.1:{port}", "T0K", bodies, 2)
+            return await post_all(f"http://127.0.0.1:{port}", "T0K", bodies, 2, raw=True)
         finally:
             server.close()
             await server.wait_closed()
