@@ -437,9 +437,9 @@ def main() -> None:
         "--client",
         choices=("httpx", "raw"),
         default="httpx",
-        help="httpx (as a Python sensor gateway would post; ~1 ms of client CPU a "
-        "request caps the load near 1,000 requests/s) or raw (ready-made requests on "
-        "keep-alive sockets: the load ingest can take)",
+        help="httpx (the default; ~1 ms of the benchmark's CPU a request caps the load "
+        "near 1,000 requests/s) or raw (ready-made requests on keep-alive sockets: the "
+        "load ingest can take)",
     )
     parser.add_argument(
         "--procs",

@@ -5,8 +5,8 @@
 Runs ingest as ``python -m bench.ingest --batch 1`` does (a real embedded broker,
 uvicorn, authentication on, ``--clients`` keep-alive httpx clients each posting
 one event per request; ``--client raw``: ready-made requests on keep-alive
-sockets, as ``bench.ingest --client raw``) and records the ingest process with py-spy (``--native``,
-pausing it at each sample) during the measured posts.
+sockets, as ``bench.ingest --client raw``) and records the ingest process with
+py-spy (``--native``, pausing it at each sample) during the measured posts.
 
 Each sample goes to one part by its stack, read from the innermost frame
 outwards: the first Python frame of a known package decides (asyncio's and the
